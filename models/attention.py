@@ -1,0 +1,115 @@
+"""Scaled dot-product attention and multi-head attention.
+
+Masks are additive biases (0 where a key may be attended, a very negative number where not),
+built once per forward by :func:`attention_bias` and shared by every layer.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .config import AttentionImpl
+
+
+def attention_bias(
+    key_padding_mask: Tensor | None,
+    *,
+    causal: bool = False,
+    query_len: int | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor | None:
+    """Additive mask from a key-padding mask (1 = real token, 0 = padding) and/or causality.
+
+    Returns ``(B, 1, 1, Tk)`` for padding only, ``(B|1, 1, Tq, Tk)`` with causality, or None.
+    The finite minimum of ``dtype`` (not -inf) keeps fully masked rows free of NaNs.
+    """
+    neg = torch.finfo(dtype).min
+    if not causal:
+        if key_padding_mask is None:
+            return None
+        keep = key_padding_mask[:, None, None, :].to(dtype)  # (B, 1, 1, Tk)
+        return (1.0 - keep) * neg
+    if key_padding_mask is None and query_len is None:
+        raise ValueError("a causal mask needs query_len when there is no key_padding_mask")
+    tk = key_padding_mask.shape[-1] if key_padding_mask is not None else query_len
+    tq = query_len if query_len is not None else tk
+    device = key_padding_mask.device if key_padding_mask is not None else None
+    allowed = torch.ones(tq, tk, dtype=torch.bool, device=device).tril(tk - tq)[None, None]
+    if key_padding_mask is not None:
+        allowed = allowed & key_padding_mask[:, None, None, :].bool()  # (B, 1, Tq, Tk)
+    return torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(~allowed, neg)
+
+
+def attention_math(
+    q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None = None, dropout_p: float = 0.0
+) -> Tensor:
+    """softmax(Q·Kᵀ/√d_k + bias)·V written out: the reference, and a lean ONNX graph."""
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    scores = (q * scale) @ k.transpose(-2, -1)  # (B, H, Tq, Tk)
+    if bias is not None:
+        scores = scores + bias
+    weights = scores.softmax(dim=-1)
+    if dropout_p > 0.0:
+        weights = F.dropout(weights, p=dropout_p)
+    return weights @ v  # (B, H, Tq, Dh)
+
+
+def attention_sdpa(
+    q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None = None, dropout_p: float = 0.0
+) -> Tensor:
+    """The same math through PyTorch's fused kernel (faster in eager mode)."""
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p)
+
+
+ATTENTION = {"math": attention_math, "sdpa": attention_sdpa}
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention with its own Q/K/V/output projections.
+
+    ``key_value`` defaults to ``query`` (self-attention); pass another sequence for
+    cross-attention.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        dropout: float = 0.0,
+        impl: AttentionImpl = "sdpa",
+    ) -> None:
+        super().__init__()
+        if d_model % n_heads != 0:
+            raise ValueError(
+                f"d_model ({d_model}) must be divisible by n_heads ({n_heads}); "
+                f"pick n_heads among the divisors of d_model"
+            )
+        self.n_heads = n_heads
+        self.head_dim = d_model // n_heads
+        self.dropout = dropout
+        self.impl = impl
+        self.q_proj = nn.Linear(d_model, d_model)
+        self.k_proj = nn.Linear(d_model, d_model)
+        self.v_proj = nn.Linear(d_model, d_model)
+        self.out_proj = nn.Linear(d_model, d_model)
+
+    def _split(self, x: Tensor) -> Tensor:
+        b, t, _ = x.shape
+        return x.view(b, t, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, Dh)
+
+    def forward(
+        self, query: Tensor, key_value: Tensor | None = None, bias: Tensor | None = None
+    ) -> Tensor:
+        kv = query if key_value is None else key_value
+        b, tq, d = query.shape  # (B, Tq, D)
+        q = self._split(self.q_proj(query))  # (B, H, Tq, Dh)
+        k = self._split(self.k_proj(kv))  # (B, H, Tk, Dh)
+        v = self._split(self.v_proj(kv))  # (B, H, Tk, Dh)
+        p = self.dropout if self.training else 0.0
+        y = ATTENTION[self.impl](q, k, v, bias, p)  # (B, H, Tq, Dh)
+        y = y.transpose(1, 2).reshape(b, tq, d)  # (B, Tq, D)
+        return self.out_proj(y)

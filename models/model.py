@@ -1,0 +1,52 @@
+"""The sentence encoder: embeddings → N encoder layers → pooling."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from .attention import attention_bias
+from .config import EncoderConfig
+from .embeddings import Embeddings
+from .layers import EncoderLayer
+from .pooling import pool
+
+
+class SentenceEncoder(nn.Module):
+    def __init__(self, config: EncoderConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embeddings = Embeddings(config)
+        self.layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.n_layers))
+        # Pre-norm stacks leave the residual stream un-normalised; close it with one LayerNorm.
+        self.final_norm = (
+            nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
+            if config.norm == "pre"
+            else nn.Identity()
+        )
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, T) int64 ids and mask -> token embeddings (B, T, D), sentence embedding (B, D)."""
+        x = self.embeddings(input_ids)  # (B, T, D)
+        bias = attention_bias(attention_mask, dtype=x.dtype)  # (B, 1, 1, T)
+        for layer in self.layers:
+            x = layer(x, bias)
+        x = self.final_norm(x)
+        return x, pool(x, attention_mask, self.config.pooling)
+
+
+def init_weights(module: nn.Module, std: float = 0.02) -> None:
+    """BERT's initialisation: N(0, 0.02) weights, zero biases, unit LayerNorm."""
+    if isinstance(module, nn.Linear | nn.Embedding):
+        nn.init.normal_(module.weight, mean=0.0, std=std)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)
+    if isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+def build_model(config: EncoderConfig) -> SentenceEncoder:
+    """A fresh, randomly initialised encoder in eval mode."""
+    model = SentenceEncoder(config)
+    model.apply(init_weights)
+    return model.eval()

@@ -1,0 +1,110 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from models import (
+    EncoderConfig,
+    MultiHeadAttention,
+    attention_bias,
+    attention_math,
+    attention_sdpa,
+)
+
+
+def test_attention_matches_hand_computation() -> None:
+    # One head, two tokens, d_k = 2: scores are 1/sqrt(2) on the diagonal, 0 elsewhere.
+    q = torch.tensor([[[[1.0, 0.0], [0.0, 1.0]]]])
+    v = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])
+    a = 1 / math.sqrt(2)
+    w_self = math.exp(a) / (math.exp(a) + 1)
+    expected = torch.tensor(
+        [
+            [w_self * 1 + (1 - w_self) * 3, w_self * 2 + (1 - w_self) * 4],
+            [(1 - w_self) * 1 + w_self * 3, (1 - w_self) * 2 + w_self * 4],
+        ]
+    )
+    for impl in (attention_math, attention_sdpa):
+        torch.testing.assert_close(impl(q, q, v)[0, 0], expected)
+
+
+def test_padding_keys_get_no_weight() -> None:
+    q = torch.tensor([[[[1.0, 0.0], [0.0, 1.0]]]])
+    v = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])
+    bias = attention_bias(torch.tensor([[1, 0]]))
+    assert bias.shape == (1, 1, 1, 2)
+    for impl in (attention_math, attention_sdpa):
+        # Only key 0 is real, so every query reads exactly v[0].
+        torch.testing.assert_close(impl(q, q, v, bias)[0, 0], torch.tensor([[1.0, 2.0]] * 2))
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_reference_and_fast_path_agree(causal: bool) -> None:
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(3, 4, 9, 8) for _ in range(3))
+    mask = torch.ones(3, 9, dtype=torch.long)
+    mask[1, 5:] = 0
+    mask[2, 2:] = 0
+    bias = attention_bias(mask, causal=causal)
+    torch.testing.assert_close(
+        attention_math(q, k, v, bias), attention_sdpa(q, k, v, bias), atol=1e-6, rtol=1e-5
+    )
+
+
+def test_causal_mask_hides_the_future() -> None:
+    bias = attention_bias(None, causal=True, query_len=4)
+    assert bias.shape == (1, 1, 4, 4)
+    blocked = bias[0, 0] < -1e30
+    assert torch.equal(blocked, torch.ones(4, 4, dtype=torch.bool).triu(1))
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(1, 2, 4, 8) for _ in range(3))
+    out = attention_math(q, k, v, bias)
+    k2, v2 = k.clone(), v.clone()
+    k2[..., 2:, :] += 5.0
+    v2[..., 2:, :] -= 5.0
+    changed = attention_math(q, k2, v2, bias)
+    torch.testing.assert_close(out[..., :2, :], changed[..., :2, :])
+    assert not torch.allclose(out[..., 2:, :], changed[..., 2:, :])
+
+
+def test_causal_and_padding_combine() -> None:
+    bias = attention_bias(torch.tensor([[1, 1, 0]]), causal=True)
+    blocked = bias[0, 0] < -1e30
+    expected = torch.tensor([[0, 1, 1], [0, 0, 1], [0, 0, 1]], dtype=torch.bool)
+    assert torch.equal(blocked, expected)
+    assert torch.isfinite(bias).all()
+
+
+def test_cross_attention_shapes() -> None:
+    mha = MultiHeadAttention(d_model=16, n_heads=4)
+    query, memory = torch.randn(2, 5, 16), torch.randn(2, 9, 16)
+    bias = attention_bias(torch.ones(2, 9, dtype=torch.long))
+    assert mha(query, memory, bias).shape == (2, 5, 16)
+    assert mha(memory).shape == (2, 9, 16)
+
+
+def test_heads_must_divide_d_model() -> None:
+    with pytest.raises(ValueError, match=r"d_model \(10\) must be divisible by n_heads \(3\)"):
+        MultiHeadAttention(d_model=10, n_heads=3)
+    with pytest.raises(ValueError, match="divisible"):
+        EncoderConfig(d_model=10, n_heads=3)
+
+
+@pytest.mark.parametrize("impl", ["math", "sdpa"])
+def test_equals_torch_multihead_attention(impl: str) -> None:
+    torch.manual_seed(0)
+    ours = MultiHeadAttention(d_model=24, n_heads=3, impl=impl).eval()
+    theirs = nn.MultiheadAttention(24, 3, batch_first=True).eval()
+    with torch.no_grad():
+        theirs.in_proj_weight.copy_(
+            torch.cat([ours.q_proj.weight, ours.k_proj.weight, ours.v_proj.weight])
+        )
+        theirs.in_proj_bias.copy_(torch.cat([ours.q_proj.bias, ours.k_proj.bias, ours.v_proj.bias]))
+        theirs.out_proj.weight.copy_(ours.out_proj.weight)
+        theirs.out_proj.bias.copy_(ours.out_proj.bias)
+    query, memory = torch.randn(2, 5, 24), torch.randn(2, 7, 24)
+    mask = torch.ones(2, 7, dtype=torch.long)
+    mask[0, 4:] = 0
+    expected, _ = theirs(query, memory, memory, key_padding_mask=mask == 0)
+    torch.testing.assert_close(ours(query, memory, attention_bias(mask)), expected)

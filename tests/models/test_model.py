@@ -1,0 +1,93 @@
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from models import CheckpointError, EncoderConfig, build_model, load_model, save_model
+
+TINY = EncoderConfig(
+    vocab_size=100, d_model=32, n_heads=4, n_layers=2, d_ff=64, max_position=64, max_seq_length=64
+)
+VARIANTS = [
+    TINY,
+    TINY.replace(positional="sinusoidal", norm="pre", activation="relu", pooling="cls"),
+    TINY.replace(pooling="max", type_vocab_size=0, attention="math"),
+]
+
+
+def test_forward_shapes() -> None:
+    model = build_model(TINY)
+    ids = torch.randint(1, 100, (3, 10))
+    tokens, sentence = model(ids, torch.ones_like(ids))
+    assert tokens.shape == (3, 10, 32)
+    assert sentence.shape == (3, 32)
+    assert not torch.allclose(sentence.norm(dim=-1), torch.ones(3)), "must not be normalised"
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls", "max"])
+@pytest.mark.parametrize("attention", ["sdpa", "math"])
+def test_padding_does_not_leak(pooling: str, attention: str) -> None:
+    torch.manual_seed(0)
+    model = build_model(TINY.replace(pooling=pooling, attention=attention))
+    short = torch.randint(1, 100, (1, 6))
+    alone_tokens, alone = model(short, torch.ones_like(short))
+    batch = torch.randint(1, 100, (4, 40))  # longer neighbours force padding on `short`
+    mask = torch.ones_like(batch)
+    batch[2, :6], batch[2, 6:], mask[2, 6:] = short[0], 0, 0
+    tokens, pooled = model(batch, mask)
+    assert (pooled[2] - alone[0]).abs().max() <= 1e-5
+    assert (tokens[2, :6] - alone_tokens[0]).abs().max() <= 1e-5
+
+
+def test_sdpa_and_math_models_agree() -> None:
+    torch.manual_seed(0)
+    a = build_model(TINY)
+    b = build_model(TINY.replace(attention="math"))
+    b.load_state_dict(a.state_dict())
+    ids = torch.randint(1, 100, (2, 12))
+    mask = torch.ones_like(ids)
+    mask[1, 7:] = 0
+    torch.testing.assert_close(a(ids, mask), b(ids, mask), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("config", VARIANTS, ids=["bert", "sinusoidal-pre-relu-cls", "max-math"])
+def test_save_load_round_trip(config: EncoderConfig, tmp_path: Path) -> None:
+    model = build_model(config)
+    save_model(model, tmp_path / "m")
+    loaded = load_model(tmp_path / "m")
+    assert loaded.config == config
+    ids = torch.randint(1, 100, (2, 9))
+    torch.testing.assert_close(loaded(ids, torch.ones_like(ids)), model(ids, torch.ones_like(ids)))
+
+
+def test_load_rejects_missing_unexpected_and_misshaped_weights(tmp_path: Path) -> None:
+    folder = save_model(build_model(TINY), tmp_path / "m")
+    weights = folder / "encoder.safetensors"
+    good = load_file(str(weights))
+
+    del_one = {k: v for k, v in good.items() if k != "layers.1.ffn.up.bias"}
+    save_file(del_one, str(weights))
+    with pytest.raises(CheckpointError, match=r"missing \['layers.1.ffn.up.bias'\]"):
+        load_model(folder)
+
+    save_file({**good, "layers.9.extra": torch.zeros(1)}, str(weights))
+    with pytest.raises(CheckpointError, match="unexpected"):
+        load_model(folder)
+
+    save_file({**good, "layers.0.ffn.up.bias": torch.zeros(65)}, str(weights))
+    with pytest.raises(CheckpointError, match=r"wrong shapes.*layers.0.ffn.up.bias"):
+        load_model(folder)
+
+    weights.write_bytes(b"not a safetensors file")
+    with pytest.raises(CheckpointError, match="cannot read"):
+        load_model(folder)
+
+
+def test_config_validation_says_what_to_change() -> None:
+    with pytest.raises(ValueError, match="pooling must be one of"):
+        TINY.replace(pooling="sum")
+    with pytest.raises(ValueError, match="raise max_position"):
+        TINY.replace(max_seq_length=65)
+    with pytest.raises(ValueError, match="unknown encoder config keys"):
+        EncoderConfig.from_dict({**TINY.to_dict(), "colour": "blue"})
