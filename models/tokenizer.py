@@ -12,6 +12,15 @@ from tokenizers import Tokenizer as HFTokenizer
 TruncationSide = Literal["right", "left"]
 
 
+@dataclass(frozen=True, slots=True)
+class Token:
+    id: int
+    text: str
+    special: bool
+    start: int  # character offsets of the token in its input
+    stop: int
+
+
 @dataclass(frozen=True)
 class EncodedBatch:
     input_ids: np.ndarray  # (B, T) int64, padded with the pad id
@@ -52,6 +61,21 @@ class Tokenizer:
             raise ValueError(f"truncation side must be 'right' or 'left', got {side!r}")
         tok = self._by_side[side] if truncate else self._untruncated
         return [e.ids for e in tok.encode_batch(texts)]
+
+    def tokens(
+        self, texts: list[str], add_special_tokens: bool = True, side: TruncationSide = "right"
+    ) -> list[list[Token]]:
+        """Each token with its text and character offsets (for a ``/tokenize`` endpoint)."""
+        encodings = self._by_side[side].encode_batch(texts, add_special_tokens=add_special_tokens)
+        return [
+            [
+                Token(i, t, bool(s), start, stop)
+                for i, t, s, (start, stop) in zip(
+                    e.ids, e.tokens, e.special_tokens_mask, e.offsets, strict=True
+                )
+            ]
+            for e in encodings
+        ]
 
     def pad(self, sequences: list[list[int]]) -> EncodedBatch:
         """Right-pad token id lists to the longest one."""

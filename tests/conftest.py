@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -36,3 +39,13 @@ def corpus() -> list[str]:
     from loadtest.corpus import passages, sentences
 
     return sentences() + passages()
+
+
+@pytest.fixture(scope="session")
+def minilm_artifact(tmp_path_factory) -> Path:
+    """all-MiniLM-L6-v2 exported once per session through the real export CLI."""
+    out = tmp_path_factory.mktemp("artifacts") / "all-MiniLM-L6-v2"
+    cmd = [sys.executable, "-m", "export", "--model", "all-MiniLM-L6-v2", "--output", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return out

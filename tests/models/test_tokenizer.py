@@ -41,3 +41,14 @@ def test_truncation_right_and_left(tok: Tokenizer) -> None:
 def test_unknown_truncation_side(tok: Tokenizer) -> None:
     with pytest.raises(ValueError, match="'right' or 'left'"):
         tok.tokenize(["x"], side="middle")  # type: ignore[arg-type]
+
+
+def test_tokens_carry_text_and_offsets(tok: Tokenizer) -> None:
+    text = "Hello, Zürich!"
+    tokens = tok.tokens([text])[0]
+    assert tokens[0].special and tokens[-1].special
+    inner = tokens[1:-1]
+    assert [t.id for t in tokens] == tok.tokenize([text])[0]
+    assert not any(t.special for t in inner)
+    assert [text[t.start : t.stop].lower() for t in inner][:2] == ["hello", ","]
+    assert len(tok.tokens([text], add_special_tokens=False)[0]) == len(inner)

@@ -1,0 +1,95 @@
+"""``python -m service``: start a local Ray instance, deploy embedserve, serve until a signal."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from .settings import DEFAULT_ARTIFACT, load_settings
+
+log = logging.getLogger("embedserve")
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[Path | None, dict[str, Any]]:
+    p = argparse.ArgumentParser(prog="python -m service", description=__doc__)
+    p.add_argument("--config", type=Path, help="YAML settings file (overridden by env and flags)")
+    p.add_argument(
+        "--artifact", type=Path, help=f"exported model folder (default {DEFAULT_ARTIFACT})"
+    )
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument("--backend", choices=["auto", "onnxruntime", "torch"])
+    p.add_argument("--device", choices=["cpu", "cuda"])
+    p.add_argument("--num-replicas", type=int)
+    p.add_argument("--num-cpus", type=float, help="CPU budget per replica (its runtime threads)")
+    p.add_argument("--num-gpus", type=float)
+    p.add_argument("--max-ongoing-requests", type=int)
+    p.add_argument("--max-queued-requests", type=int)
+    p.add_argument("--api-key", action="append", dest="api_keys", help="repeat for several keys")
+    p.add_argument("--no-truncate", dest="truncate", action="store_false", default=None)
+    p.add_argument("--max-batch-size", type=int)
+    p.add_argument("--max-batch-tokens", type=int)
+    p.add_argument("--batch-wait-timeout-s", type=float)
+    args = vars(p.parse_args(argv))
+    config = args.pop("config")
+    batching = {
+        k: args.pop(k) for k in ("max_batch_size", "max_batch_tokens", "batch_wait_timeout_s")
+    }
+    if any(v is not None for v in batching.values()):
+        args["batching"] = {k: v for k, v in batching.items() if v is not None}
+    return config, args
+
+
+def ensure_default_artifact(artifact: Path) -> None:
+    """Export all-MiniLM-L6-v2 on first run; any other missing artifact is an error."""
+    if (artifact / "manifest.json").is_file():
+        return
+    if artifact.resolve() != DEFAULT_ARTIFACT.resolve():
+        sys.exit(f"error: no artifact at {artifact}; create one with python -m export")
+    log.info("exporting all-MiniLM-L6-v2 to %s (first run only)", artifact)
+    cmd = [sys.executable, "-m", "export", "--model", "all-MiniLM-L6-v2", "--output", str(artifact)]
+    if subprocess.run(cmd, check=False).returncode != 0:
+        sys.exit("error: exporting the default model failed")
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    config, cli = parse_args(argv)
+    try:
+        settings = load_settings(config, cli)
+    except (ValueError, OSError) as exc:
+        sys.exit(f"error: {exc}")
+    ensure_default_artifact(settings.artifact)
+
+    import ray
+    from ray import serve
+
+    from .app import build_app
+
+    cpus = max(os.cpu_count() or 1, int(settings.num_replicas * settings.num_cpus + 0.999))
+    ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        serve.start(http_options={"host": settings.host, "port": settings.port})
+        serve.run(build_app(settings), name=settings.app_name, route_prefix=settings.route_prefix)
+        url = f"http://{settings.host}:{settings.port}"
+        sys.stdout.write(f"embedserve is serving {settings.artifact} on {url}\n")
+        sys.stdout.flush()
+        stop.wait()
+    finally:
+        log.info("shutting down")
+        serve.shutdown()
+        ray.shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""The Ray Serve application: one deployment whose replicas do the whole hot path.
+
+Each replica parses, authenticates, tokenizes, batches and runs inference itself: a second
+deployment hop would add milliseconds per request for nothing on one machine.
+``build_app`` follows Ray's builder convention (``serve run service.app:build_app key=value``).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ray import serve
+from ray.serve import Application
+
+from . import metrics
+from .settings import BatchingConfig, ServiceSettings
+
+log = logging.getLogger(__name__)
+
+
+@serve.deployment(name="EmbeddingServer")
+@serve.ingress()
+class EmbeddingServer:
+    def __init__(self, settings: dict[str, Any]) -> None:
+        from .engine import Embedder  # imported in the replica, after its env is set
+
+        metrics.clear_dead_processes()
+        self.settings = ServiceSettings.model_validate(settings)
+        self.engine = Embedder(self.settings)
+
+    def __serve_build_asgi_app__(self):
+        from .routes import build_api
+
+        return build_api(self.engine)
+
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        self.engine.reconfigure(BatchingConfig.model_validate(user_config))
+
+    async def check_health(self) -> None:
+        if not await self.engine.healthy():
+            raise RuntimeError("the model did not answer a one-token probe")
+
+    def __del__(self) -> None:
+        metrics.mark_process_dead()
+
+
+def default_metrics_dir(app_name: str) -> Path:
+    return Path(tempfile.gettempdir()) / f"embedserve-metrics-{app_name}"
+
+
+def replica_env(settings: ServiceSettings) -> dict[str, str]:
+    """Thread budgets and the shared metrics folder, set before a replica imports anything."""
+    threads = str(settings.intra_op_threads)
+    metrics_dir = settings.metrics_dir or default_metrics_dir(settings.app_name)
+    return {
+        "OMP_NUM_THREADS": threads,
+        "MKL_NUM_THREADS": threads,
+        # Tokenizing runs on its own thread; rayon's pool would fight inference for the cores.
+        "TOKENIZERS_PARALLELISM": "false",
+        "RAYON_NUM_THREADS": "1",
+        metrics.MULTIPROC_ENV: str(metrics_dir),
+    }
+
+
+def deployment_args(settings: ServiceSettings) -> dict[str, Any]:
+    """Settings as plain data for the replicas (secrets in clear: they are the point)."""
+    payload = settings.model_dump(mode="json")
+    payload["api_keys"] = [key.get_secret_value() for key in settings.api_keys]
+    if settings.artifact.exists():
+        payload["artifact"] = str(settings.artifact.resolve())
+    return payload
+
+
+def build_app(args: ServiceSettings) -> Application:
+    """The embedserve application for ``serve.run`` / ``serve run`` / ``serve deploy``."""
+    env = replica_env(args)
+    Path(env[metrics.MULTIPROC_ENV]).mkdir(parents=True, exist_ok=True)
+    deployment = EmbeddingServer.options(
+        num_replicas=args.num_replicas,
+        max_ongoing_requests=args.max_ongoing_requests,
+        max_queued_requests=args.max_queued_requests,
+        # Ray's router refuses requests past max_queued_requests: say "busy, retry", not "down".
+        backpressure_config={"status_code": 429, "retry_after_s": 1},
+        user_config=args.batching.model_dump(),
+        ray_actor_options={
+            "num_cpus": args.num_cpus,
+            "num_gpus": args.num_gpus,
+            "runtime_env": {"env_vars": env},
+        },
+    )
+    return deployment.bind(deployment_args(args))

@@ -1,0 +1,45 @@
+"""PyTorch eager: the reference the other backends are measured against."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models import load_pretrained
+
+
+class TorchBackend:
+    name = "torch"
+    precision = "fp32"
+
+    def __init__(self, model_source: str | Path, threads: int, device: str = "cpu") -> None:
+        torch.set_num_threads(threads)
+        self.device = torch.device(
+            device if device != "cuda" or torch.cuda.is_available() else "cpu"
+        )
+        self.encoder = load_pretrained(model_source).encoder.to(self.device)
+        self.threads = threads
+
+    @torch.inference_mode()
+    def _forward(
+        self, input_ids: np.ndarray, attention_mask: np.ndarray
+    ) -> tuple[torch.Tensor, ...]:
+        ids = torch.from_numpy(input_ids).to(self.device)
+        mask = torch.from_numpy(attention_mask).to(self.device)
+        return self.encoder(ids, mask)
+
+    def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        return self._forward(input_ids, attention_mask)[1].float().cpu().numpy()
+
+    def run_tokens(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        return self._forward(input_ids, attention_mask)[0].float().cpu().numpy()
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "runtime": "torch",
+            "version": torch.__version__,
+            "device": str(self.device),
+            "intra_op_threads": self.threads,
+        }

@@ -1,0 +1,157 @@
+"""Dynamic batching inside a replica: a token budget, length-sorted micro-batches, one worker.
+
+Each input of each request is one item of Ray Serve's ``@serve.batch`` queue, so a large request
+cannot hold a batch to itself and small requests are never stuck behind it. A gathered batch is
+capped both by count and by padded tokens (inputs × longest); it is then sorted by length and cut
+into micro-batches that minimise padding, which run one after the other on the inference thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+from ray import serve
+
+from .backends.base import Backend
+from .settings import BatchingConfig
+
+
+@dataclass(slots=True)
+class Item:
+    """One input waiting for inference."""
+
+    ids: np.ndarray  # (T,) int64 token ids
+    tokens: bool  # per-token output wanted (/embed_all) instead of the pooled vector
+    slot_tokens: int  # budget / max_batch_size when queued: makes the count cap a token cap
+    submitted: float
+
+
+@dataclass(slots=True)
+class ItemResult:
+    vector: np.ndarray  # (D,) pooled, or (T, D) per token
+    started: float  # when its micro-batch started running
+    finished: float
+
+
+@dataclass(frozen=True, slots=True)
+class MicroBatchStats:
+    inputs: int
+    padded_tokens: int
+    real_tokens: int
+    seconds: float
+
+
+def batch_cost(items: list[Item]) -> int:
+    """Size of a gathered batch in token units, to compare with ``max_batch_tokens``.
+
+    ``n × max(longest, slot_tokens)`` stays within the budget only when padded tokens do and
+    ``n`` stays within ``max_batch_size``: one number enforces both limits.
+    """
+    longest = max(len(item.ids) for item in items)
+    return len(items) * max(longest, items[0].slot_tokens)
+
+
+def plan_micro_batches(lengths: list[int], overhead_tokens: int) -> list[tuple[int, int]]:
+    """Cut ascending ``lengths`` into ``[start, end)`` runs minimising padded tokens + overhead.
+
+    Exact dynamic programme over the sorted order: ``best[j]`` is the cheapest way to run the
+    first ``j`` inputs, the last run being ``[i, j)`` padded to ``lengths[j - 1]``.
+    """
+    n = len(lengths)
+    best = [0] + [math.inf] * n
+    cut = [0] * (n + 1)
+    for j in range(1, n + 1):
+        width = lengths[j - 1]
+        for i in range(j - 1, -1, -1):
+            cost = best[i] + (j - i) * width + overhead_tokens
+            if cost < best[j]:
+                best[j], cut[j] = cost, i
+    runs = []
+    j = n
+    while j > 0:
+        runs.append((cut[j], j))
+        j = cut[j]
+    return runs[::-1]
+
+
+def pad(sequences: list[np.ndarray], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Right-pad 1-D id arrays into ``(B, T)`` ids and mask."""
+    width = max(len(s) for s in sequences)
+    ids = np.full((len(sequences), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(sequences), width), dtype=np.int64)
+    for row, seq in enumerate(sequences):
+        ids[row, : len(seq)] = seq
+        mask[row, : len(seq)] = 1
+    return ids, mask
+
+
+class TokenBudgetBatcher:
+    """Owns the backend and its single inference thread; ``submit`` one input, await its vector."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        config: BatchingConfig,
+        pad_id: int,
+        on_micro_batch: Callable[[MicroBatchStats], None] | None = None,
+    ) -> None:
+        self.backend = backend
+        self.pad_id = pad_id
+        self.on_micro_batch = on_micro_batch
+        self.queued_inputs = 0
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+        self.configure(config)
+
+    def configure(self, config: BatchingConfig) -> None:
+        """Apply new limits; batches already gathered keep theirs."""
+        self.config = config
+        self._slot_tokens = math.ceil(config.max_batch_tokens / config.max_batch_size)
+        self._gather.set_max_batch_size(config.max_batch_tokens)
+        self._gather.set_batch_wait_timeout_s(config.batch_wait_timeout_s)
+
+    def has_room(self, n_inputs: int) -> bool:
+        return self.queued_inputs + n_inputs <= self.config.max_queued_inputs
+
+    async def submit(self, ids: np.ndarray, tokens: bool = False) -> ItemResult:
+        item = Item(ids, tokens, self._slot_tokens, time.perf_counter())
+        self.queued_inputs += 1
+        try:
+            return await self._gather(item)
+        finally:
+            self.queued_inputs -= 1
+
+    @serve.batch(max_batch_size=16384, batch_wait_timeout_s=0.002, batch_size_fn=batch_cost)
+    async def _gather(self, items: list[Item]) -> list[ItemResult]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._worker, self._run, items)
+
+    def _run(self, items: list[Item]) -> list[ItemResult]:
+        """On the inference thread: sort, cut, run, and hand results back in input order."""
+        results: list[ItemResult | None] = [None] * len(items)
+        for want_tokens in (False, True):
+            group = [i for i, item in enumerate(items) if item.tokens == want_tokens]
+            group.sort(key=lambda i: len(items[i].ids))
+            lengths = [len(items[i].ids) for i in group]
+            for start, end in plan_micro_batches(lengths, self.config.micro_batch_overhead_tokens):
+                members = group[start:end]
+                ids, mask = pad([items[i].ids for i in members], self.pad_id)
+                began = time.perf_counter()
+                run = self.backend.run_tokens if want_tokens else self.backend.run
+                out = run(ids, mask)
+                done = time.perf_counter()
+                for row, i in enumerate(members):
+                    vector = out[row, : lengths[start + row]] if want_tokens else out[row]
+                    results[i] = ItemResult(vector, began, done)
+                if self.on_micro_batch is not None:
+                    self.on_micro_batch(
+                        MicroBatchStats(
+                            len(members), ids.size, int(sum(lengths[start:end])), done - began
+                        )
+                    )
+        return results  # type: ignore[return-value]

@@ -1,0 +1,182 @@
+"""Everything a replica does between HTTP and the backend: tokenize, check, batch, time.
+
+Kept free of HTTP so the routes stay thin; blocking work (tokenizing, inference) runs on worker
+threads, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from export.artifact import Artifact, load_artifact
+from models.tokenizer import Token, Tokenizer, TruncationSide
+
+from . import metrics
+from .backends import create_backend
+from .backends.base import warm_up
+from .batching import TokenBudgetBatcher
+from .errors import ApiError
+from .settings import BatchingConfig, ServiceSettings
+
+
+@dataclass(frozen=True)
+class Embedded:
+    vectors: list[np.ndarray]  # per input: (D,) pooled or (T, D) per token
+    tokens: int  # real tokens embedded
+    queue_s: float
+    inference_s: float
+
+
+class Embedder:
+    def __init__(self, settings: ServiceSettings) -> None:
+        self.settings = settings
+        self.artifact: Artifact = load_artifact(settings.artifact)
+        config = self.artifact.config
+        self.model_name = settings.model_name or config.model_name
+        self.dimension = config.dimension
+        self.max_length = config.max_seq_length
+        self.vocab_size = config.vocab_size
+        # An artifact without a tokenizer (a random-config model) serves token ids only.
+        path = self.artifact.tokenizer_path
+        self.tokenizer = Tokenizer(path, self.max_length) if path is not None else None
+        self.backend, self.backend_reason = create_backend(settings, self.artifact)
+        warm_up(self.backend, self.max_length, config.pad_token_id)
+        self.batcher = TokenBudgetBatcher(
+            self.backend, settings.batching, config.pad_token_id, metrics.observe_micro_batch
+        )
+        self._tokenizer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenize")
+
+    def reconfigure(self, batching: BatchingConfig) -> None:
+        if batching.max_batch_tokens < self.max_length:
+            raise ValueError(
+                f"max_batch_tokens ({batching.max_batch_tokens}) must hold one input of the "
+                f"model's max length ({self.max_length})"
+            )
+        self.batcher.configure(batching)
+
+    async def tokenize(
+        self, texts: list[str], truncate: bool, side: TruncationSide
+    ) -> list[np.ndarray]:
+        """Token ids per text; over-long texts are cut, or refused (413) with truncate=False."""
+        tokenizer = self._require_tokenizer()
+        loop = asyncio.get_running_loop()
+        ids = await loop.run_in_executor(
+            self._tokenizer_thread, tokenizer.tokenize, texts, truncate, side
+        )
+        if not truncate:
+            self._reject_long(ids)
+        return [np.asarray(seq, dtype=np.int64) for seq in ids]
+
+    async def tokens(self, texts: list[str], add_special_tokens: bool) -> list[list[Token]]:
+        tokenizer = self._require_tokenizer()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._tokenizer_thread, tokenizer.tokens, texts, add_special_tokens
+        )
+
+    def _require_tokenizer(self) -> Tokenizer:
+        if self.tokenizer is None:
+            raise ApiError(
+                400, "this model was exported without a tokenizer: send token ids", "input"
+            )
+        return self.tokenizer
+
+    def token_ids(
+        self, sequences: list[list[int]], truncate: bool, side: TruncationSide
+    ) -> list[np.ndarray]:
+        """Client-supplied ids: checked against the vocabulary, cut or rejected when too long."""
+        arrays = []
+        for index, seq in enumerate(sequences):
+            if not seq:
+                raise ApiError(
+                    400, f"input[{index}] is an empty token list", "input", "empty_input"
+                )
+            array = np.asarray(seq, dtype=np.int64)
+            if array.min() < 0 or array.max() >= self.vocab_size:
+                raise ApiError(
+                    400,
+                    f"input[{index}] has token ids outside the vocabulary 0..{self.vocab_size - 1}",
+                    "input",
+                    "invalid_token_id",
+                )
+            arrays.append(array)
+        if not truncate:
+            self._reject_long(arrays)
+            return arrays
+        n = self.max_length
+        return [a[:n] if side == "right" else a[-n:] for a in arrays]
+
+    def _reject_long(self, sequences: list) -> None:
+        for index, seq in enumerate(sequences):
+            if len(seq) > self.max_length:
+                raise ApiError(
+                    413,
+                    f"input[{index}] has {len(seq)} tokens; the model takes at most "
+                    f"{self.max_length} (send truncate=true to cut it)",
+                    "input",
+                    "input_too_long",
+                )
+
+    async def embed(self, sequences: list[np.ndarray], per_token: bool = False) -> Embedded:
+        """Run every input through the shared batcher and gather the answers in order."""
+        if not self.batcher.has_room(len(sequences)):
+            raise ApiError(
+                429,
+                "the server is busy: too many inputs queued, retry shortly",
+                code="queue_full",
+                headers={"Retry-After": "1"},
+            )
+        start = time.perf_counter()
+        metrics.QUEUE_DEPTH.inc(len(sequences))
+        try:
+            results = await asyncio.gather(
+                *(self.batcher.submit(seq, per_token) for seq in sequences)
+            )
+        finally:
+            metrics.QUEUE_DEPTH.dec(len(sequences))
+        first = min(r.started for r in results)
+        return Embedded(
+            vectors=[r.vector for r in results],
+            tokens=int(sum(len(s) for s in sequences)),
+            queue_s=max(0.0, first - start),
+            inference_s=max(r.finished for r in results) - first,
+        )
+
+    async def healthy(self, timeout_s: float = 10.0) -> bool:
+        """True when a one-token input makes it through the batcher and the backend."""
+        probe = np.asarray([self.artifact.config.pad_token_id + 1], dtype=np.int64)
+        try:
+            result = await asyncio.wait_for(self.batcher.submit(probe), timeout_s)
+        except Exception:
+            return False
+        return bool(np.isfinite(result.vector).all())
+
+    def info(self) -> dict[str, object]:
+        return {
+            "model_id": self.model_name,
+            "process": os.getpid(),
+            "dimension": self.dimension,
+            "max_input_length": self.max_length,
+            "pooling": self.artifact.config.pooling,
+            "normalized_by_default": True,
+            "backend": {
+                "name": self.backend.name,
+                "precision": self.backend.precision,
+                "reason": self.backend_reason,
+                **self.backend.describe(),
+            },
+            "batching": self.batcher.config.model_dump(),
+            "limits": {
+                "max_inputs": self.settings.max_inputs,
+                "max_body_bytes": self.settings.max_body_bytes,
+                "max_ongoing_requests": self.settings.max_ongoing_requests,
+                "max_queued_requests": self.settings.max_queued_requests,
+                "truncate_by_default": self.settings.truncate,
+            },
+        }

@@ -1,0 +1,63 @@
+"""Client-facing errors: one exception type, rendered in the caller's API dialect.
+
+OpenAI routes answer ``{"error": {"message", "type", "param", "code"}}``; the TEI-compatible
+routes answer TEI's ``{"error": message, "error_type": kind}``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import orjson
+from starlette.responses import Response
+
+_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    413: "request_too_large",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+    500: "server_error",
+    503: "service_unavailable",
+}
+_TEI_TYPES = {
+    401: "Unauthorized",
+    413: "Validation",
+    429: "Overloaded",
+    500: "Backend",
+    503: "Unhealthy",
+}
+
+
+@dataclass
+class ApiError(Exception):
+    status: int
+    message: str
+    param: str | None = None
+    code: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def render(error: ApiError, dialect: str = "openai") -> Response:
+    if dialect == "tei":
+        body = {"error": error.message, "error_type": _TEI_TYPES.get(error.status, "Validation")}
+    else:
+        body = {
+            "error": {
+                "message": error.message,
+                "type": _TYPES.get(error.status, "invalid_request_error"),
+                "param": error.param,
+                "code": error.code,
+            }
+        }
+    return Response(
+        orjson.dumps(body),
+        status_code=error.status,
+        media_type="application/json",
+        headers=error.headers,
+    )

@@ -1,0 +1,123 @@
+"""The service's one settings object: defaults in code < YAML file < environment < CLI.
+
+``BatchingConfig`` is the part that can change while running (Ray Serve ``user_config`` →
+``reconfigure``); everything else is fixed for a deployment's lifetime.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+ENV_PREFIX = "EMBEDSERVE_"
+DEFAULT_ARTIFACT = Path("artifacts/all-MiniLM-L6-v2")
+
+
+class BatchingConfig(BaseModel):
+    """Dynamic batching limits, changeable at runtime."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_batch_size: int = Field(64, ge=1, le=4096, description="inputs per gathered batch")
+    max_batch_tokens: int = Field(
+        16384, ge=1, description="padded tokens (inputs × longest) per gathered batch"
+    )
+    batch_wait_timeout_s: float = Field(
+        0.002, ge=0, le=1, description="how long a batch waits to fill after its first input"
+    )
+    micro_batch_overhead_tokens: int = Field(
+        48, ge=0, description="cost of one more backend call, in padded tokens, when cutting"
+    )
+    max_queued_inputs: int = Field(
+        8192, ge=1, description="inputs waiting in a replica beyond which requests get 429"
+    )
+
+
+class ServiceSettings(BaseModel):
+    """Everything a replica and the launcher need. Also the args model of ``build_app``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    artifact: Path = DEFAULT_ARTIFACT
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    route_prefix: str = "/"
+    app_name: str = "embedserve"
+    model_name: str | None = Field(None, description="served model id; default: the artifact's")
+    backend: Literal["auto", "onnxruntime", "torch"] = "auto"
+    device: Literal["cpu", "cuda"] = "cpu"
+    num_replicas: int = Field(1, ge=1)
+    num_cpus: float = Field(1.0, gt=0, description="CPU budget of a replica: its runtime threads")
+    num_gpus: float = Field(0.0, ge=0)
+    max_ongoing_requests: int = Field(
+        256, ge=1, description="requests a replica holds at once; must cover a full batch"
+    )
+    max_queued_requests: int = Field(
+        1024, ge=-1, description="requests waiting for a replica in Ray's router (-1: no bound)"
+    )
+    max_inputs: int = Field(2048, ge=1, description="inputs per request")
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    truncate: bool = Field(True, description="cut inputs over the model's limit (else 413)")
+    api_keys: list[SecretStr] = Field(default_factory=list)
+    metrics_dir: Path | None = Field(
+        None, description="prometheus multiprocess folder shared by the replicas of a node"
+    )
+    batching: BatchingConfig = BatchingConfig()
+
+    @model_validator(mode="after")
+    def _batch_fits_in_flight(self) -> ServiceSettings:
+        if self.max_ongoing_requests < 2:
+            raise ValueError("max_ongoing_requests must be at least 2 so batches can form")
+        return self
+
+    @property
+    def intra_op_threads(self) -> int:
+        return max(1, int(self.num_cpus))
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    """EMBEDSERVE_PORT=9000, EMBEDSERVE_BATCHING__MAX_BATCH_SIZE=32, EMBEDSERVE_API_KEY=a,b."""
+    out: dict[str, Any] = {}
+    for key, value in environ.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        name = key[len(ENV_PREFIX) :].lower()
+        if name in ("api_key", "api_keys"):
+            out["api_keys"] = [k.strip() for k in value.split(",") if k.strip()]
+        elif "__" in name:
+            outer, inner = name.split("__", 1)
+            out.setdefault(outer, {})[inner] = value
+        else:
+            out[name] = value
+    return out
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_settings(
+    config_file: Path | None = None,
+    cli: dict[str, Any] | None = None,
+    environ: dict[str, str] | None = None,
+) -> ServiceSettings:
+    """Defaults < YAML ``config_file`` < ``EMBEDSERVE_*`` environment < CLI flags."""
+    layers: dict[str, Any] = {}
+    if config_file is not None:
+        loaded = yaml.safe_load(Path(config_file).read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{config_file}: expected a mapping of settings")
+        layers = _merge(layers, loaded)
+    layers = _merge(layers, _env_overrides(dict(os.environ if environ is None else environ)))
+    layers = _merge(layers, {k: v for k, v in (cli or {}).items() if v is not None})
+    return ServiceSettings.model_validate(layers)

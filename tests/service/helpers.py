@@ -1,0 +1,25 @@
+"""Small helpers shared by the service tests."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import httpx
+import numpy as np
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
+
+
+def embed(client: httpx.Client, texts: list[str], **extra: Any) -> np.ndarray:
+    response = client.post("/v1/embeddings", json={"input": texts, **extra})
+    assert response.status_code == 200, response.text
+    return np.array([d["embedding"] for d in response.json()["data"]], dtype=np.float32)

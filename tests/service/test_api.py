@@ -1,0 +1,147 @@
+"""The HTTP API over real Ray Serve and ONNX Runtime, against the offline PyTorch model."""
+
+from __future__ import annotations
+
+import base64
+
+import httpx
+import numpy as np
+import pytest
+
+from .helpers import cosine, embed
+
+LONG = " ".join(["The committee reviewed every clause of the agreement before the vote."] * 40)
+
+
+def test_openai_route_matches_pytorch_on_real_text(client: httpx.Client, minilm, corpus) -> None:
+    texts = corpus[:360]
+    served = np.concatenate([embed(client, texts[i : i + 37]) for i in range(0, len(texts), 37)])
+    reference = minilm.encode(texts)
+    assert served.shape == reference.shape == (len(texts), 384)
+    assert cosine(served, reference).min() >= 0.9999
+    np.testing.assert_allclose(np.linalg.norm(served, axis=1), 1.0, atol=1e-5)
+
+
+def test_tei_route_matches_pytorch(client: httpx.Client, minilm, corpus) -> None:
+    texts = corpus[-45:]  # the long passages
+    response = client.post("/embed", json={"inputs": texts})
+    assert response.status_code == 200, response.text
+    served = np.array(response.json(), dtype=np.float32)
+    assert cosine(served, minilm.encode(texts)).min() >= 0.9999
+
+
+def test_every_input_shape(client: httpx.Client, minilm) -> None:
+    texts = ["first input", "a second, longer input sentence"]
+    ids = minilm.tokenizer.tokenize(texts)
+    as_list = embed(client, texts)
+    one = embed(client, texts[0])  # a bare string
+    by_ids = embed(client, ids)  # a list of token-id lists
+    one_ids = embed(client, ids[0])  # a single token-id list
+    assert one.shape == one_ids.shape == (1, 384)
+    np.testing.assert_allclose(one[0], as_list[0], atol=1e-6)
+    np.testing.assert_allclose(by_ids, as_list, atol=1e-6)
+    np.testing.assert_allclose(one_ids[0], as_list[0], atol=1e-6)
+
+
+def test_response_shape_and_usage(client: httpx.Client, minilm) -> None:
+    response = client.post("/v1/embeddings", json={"input": ["hello world", "hi"], "user": "u1"})
+    body = response.json()
+    assert body["object"] == "list" and body["model"] == "all-MiniLM-L6-v2"
+    assert [d["index"] for d in body["data"]] == [0, 1]
+    assert all(d["object"] == "embedding" for d in body["data"])
+    tokens = sum(len(s) for s in minilm.tokenizer.tokenize(["hello world", "hi"]))
+    assert body["usage"] == {"prompt_tokens": tokens, "total_tokens": tokens}
+    assert response.headers["x-total-tokens"] == str(tokens)
+    assert float(response.headers["x-queue-time-ms"]) >= 0
+    assert float(response.headers["x-inference-time-ms"]) > 0
+    assert response.headers["x-request-id"]
+
+
+def test_request_id_is_echoed(client: httpx.Client) -> None:
+    response = client.post("/embed", json={"inputs": "hi"}, headers={"x-request-id": "abc-123"})
+    assert response.headers["x-request-id"] == "abc-123"
+
+
+def test_base64_decodes_to_the_float_answer(client: httpx.Client) -> None:
+    texts = ["base64 is smaller on the wire", "and exact"]
+    floats = embed(client, texts)
+    body = client.post("/v1/embeddings", json={"input": texts, "encoding_format": "base64"}).json()
+    decoded = np.stack(
+        [np.frombuffer(base64.b64decode(d["embedding"]), dtype="<f4") for d in body["data"]]
+    )
+    np.testing.assert_array_equal(decoded, floats)
+
+
+def test_dimensions_truncate_then_renormalise(client: httpx.Client) -> None:
+    full = embed(client, ["matryoshka style truncation"])
+    short = embed(client, ["matryoshka style truncation"], dimensions=64)
+    assert short.shape == (1, 64)
+    expected = full[:, :64] / np.linalg.norm(full[:, :64], axis=1, keepdims=True)
+    np.testing.assert_allclose(short, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_truncation_both_directions(client: httpx.Client, minilm, side: str) -> None:
+    text = LONG + " Only the very end differs: purple elephants."
+    direction = side.capitalize()  # TEI spells it "Right"/"Left"
+    body = client.post("/embed", json={"inputs": [text], "truncation_direction": direction})
+    assert body.status_code == 200, body.text
+    served = np.array(body.json(), dtype=np.float32)
+    expected = minilm.encode([text], side=side)
+    other = minilm.encode([text], side="left" if side == "right" else "right")
+    assert cosine(served, expected)[0] >= 0.9999
+    assert cosine(expected, other)[0] < 0.999  # the two sides really differ
+
+
+def test_unnormalised_tei_output(client: httpx.Client, minilm) -> None:
+    served = np.array(client.post("/embed", json={"inputs": "raw", "normalize": False}).json())
+    assert abs(np.linalg.norm(served[0]) - 1.0) > 1e-3
+    np.testing.assert_allclose(
+        served[0] / np.linalg.norm(served[0]), minilm.encode(["raw"])[0], atol=1e-5
+    )
+
+
+def test_embed_all_returns_token_vectors_without_padding(client: httpx.Client, minilm) -> None:
+    import torch
+
+    texts = ["short", "a somewhat longer input for per-token vectors"]
+    body = client.post("/embed_all", json={"inputs": texts})
+    assert body.status_code == 200, body.text
+    served = body.json()
+    for text, vectors in zip(texts, served, strict=True):
+        batch = minilm.tokenizer.encode([text])
+        with torch.inference_mode():
+            tokens, _ = minilm.encoder(
+                torch.from_numpy(batch.input_ids), torch.from_numpy(batch.attention_mask)
+            )
+        assert np.array(vectors).shape == (int(batch.lengths[0]), 384)
+        np.testing.assert_allclose(np.array(vectors), tokens[0].numpy(), atol=1e-4)
+
+
+def test_tokenize(client: httpx.Client, minilm) -> None:
+    body = client.post("/tokenize", json={"inputs": ["Hello, Zürich!"]}).json()
+    assert [t["id"] for t in body[0]] == minilm.tokenizer.tokenize(["Hello, Zürich!"])[0]
+    assert body[0][0]["special"] and body[0][1]["text"] == "hello"
+    assert (body[0][1]["start"], body[0][1]["stop"]) == (0, 5)
+
+
+def test_info_models_health(client: httpx.Client) -> None:
+    info = client.get("/info").json()
+    assert info["model_id"] == "all-MiniLM-L6-v2" and info["dimension"] == 384
+    assert info["max_input_length"] == 256
+    assert info["backend"]["name"] == "onnxruntime" and info["backend"]["reason"]
+    assert info["batching"]["max_batch_size"] >= 1
+    models = client.get("/v1/models").json()
+    assert models["data"][0]["id"] == "all-MiniLM-L6-v2"
+    health = client.get("/health")
+    assert health.status_code == 200 and health.json() == {"status": "ok"}
+
+
+def test_openai_python_client(client: httpx.Client, minilm) -> None:
+    from openai import OpenAI
+
+    openai = OpenAI(base_url=str(client.base_url).rstrip("/") + "/v1", api_key="unused", max_retries=0)
+    texts = ["the official client sends base64 by default", "and decodes it"]
+    result = openai.embeddings.create(model="all-MiniLM-L6-v2", input=texts)
+    served = np.array([d.embedding for d in result.data], dtype=np.float32)
+    assert cosine(served, minilm.encode(texts)).min() >= 0.9999

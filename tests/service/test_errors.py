@@ -1,0 +1,115 @@
+"""Every client mistake gets a JSON error with the right status; the service stays healthy."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from .helpers import embed
+
+LONG = "word " * 600
+
+
+def openai_error(response: httpx.Response, status: int) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"} and error["message"]
+    return error
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"input": 5}, 422),
+        ({"input": [1, "a"]}, 422),
+        ({"input": [["a"]]}, 422),
+        ({}, 422),
+        ({"input": "x", "encoding_format": "hex"}, 422),
+        ({"input": "x", "dimensions": 0}, 422),
+        ({"input": "x", "dimensions": "ten"}, 422),
+        ({"input": "x", "dimensions": 385}, 400),
+        ({"input": ""}, 400),
+        ({"input": ["fine", ""]}, 400),
+        ({"input": []}, 400),
+        ({"input": [[]]}, 400),
+        ({"input": [101, 99999, 102]}, 400),
+        ({"input": [101, -1, 102]}, 400),
+        ({"input": ["x"] * 2049}, 413),
+        ({"input": "x", "model": "gpt-4"}, 404),
+    ],
+)
+def test_openai_client_mistakes(client: httpx.Client, body: dict, status: int) -> None:
+    openai_error(client.post("/v1/embeddings", json=body), status)
+
+
+def test_malformed_json(client: httpx.Client) -> None:
+    error = openai_error(client.post("/v1/embeddings", content=b'{"input": ["a",'), 400)
+    assert error["code"] == "invalid_json"
+    tei = client.post("/embed", content=b"not json")
+    assert tei.status_code == 400 and set(tei.json()) == {"error", "error_type"}
+
+
+def test_body_over_the_limit_is_413(client: httpx.Client) -> None:
+    body = b'{"input": "' + b"a" * (9 * 1024 * 1024) + b'"}'
+    error = openai_error(client.post("/v1/embeddings", content=body), 413)
+    assert error["code"] == "body_too_large"
+
+
+def test_too_long_without_truncation_is_413_with_the_count(client: httpx.Client) -> None:
+    response = client.post("/embed", json={"inputs": [LONG], "truncate": False})
+    assert response.status_code == 413
+    assert "602 tokens" in response.json()["error"]
+    assert client.post("/embed", json={"inputs": [LONG]}).status_code == 200  # default: cut
+
+
+def test_unknown_routes_and_methods_answer_json(client: httpx.Client) -> None:
+    openai_error(client.post("/v2/nothing", json={}), 404)
+    openai_error(client.get("/v1/embeddings"), 405)
+
+
+def test_service_is_healthy_after_all_that(client: httpx.Client, minilm) -> None:
+    assert client.get("/health").status_code == 200
+    served = embed(client, ["still answering correctly"])
+    assert abs(float(served[0] @ minilm.encode(["still answering correctly"])[0]) - 1) < 1e-4
+
+
+def test_queue_full_is_429_with_retry_after(deploy: Callable[..., str], minilm) -> None:
+    url = deploy(batching={"max_queued_inputs": 8, "batch_wait_timeout_s": 0.05})
+
+    async def burst() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=url, timeout=120) as c:
+            body = {"input": [LONG] * 8}
+            return await asyncio.gather(*(c.post("/v1/embeddings", json=body) for _ in range(12)))
+
+    responses = asyncio.run(burst())
+    statuses = sorted(r.status_code for r in responses)
+    assert 200 in statuses and 429 in statuses, statuses
+    assert set(statuses) <= {200, 429}
+    for r in responses:
+        if r.status_code == 429:
+            assert r.headers["retry-after"] == "1"
+            assert openai_error(r, 429)["code"] == "queue_full"
+    with httpx.Client(base_url=url, timeout=60) as c:
+        assert c.get("/health").status_code == 200
+        assert embed(c, ["after the burst"]).shape == (1, 384)
+
+
+def test_ray_router_backpressure_is_429_with_retry_after(deploy: Callable[..., str]) -> None:
+    url = deploy(max_ongoing_requests=2, max_queued_requests=1)
+
+    async def burst() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=url, timeout=120) as c:
+            body = {"input": [LONG] * 4}
+            return await asyncio.gather(*(c.post("/v1/embeddings", json=body) for _ in range(12)))
+
+    responses = asyncio.run(burst())
+    statuses = sorted(r.status_code for r in responses)
+    assert 200 in statuses and 429 in statuses, statuses
+    assert set(statuses) <= {200, 429}
+    assert all(r.headers["retry-after"] == "1" for r in responses if r.status_code == 429)
+    with httpx.Client(base_url=url, timeout=60) as c:
+        assert c.get("/health").status_code == 200
