@@ -140,7 +140,8 @@ def test_info_models_health(client: httpx.Client) -> None:
 def test_openai_python_client(client: httpx.Client, minilm) -> None:
     from openai import OpenAI
 
-    openai = OpenAI(base_url=str(client.base_url).rstrip("/") + "/v1", api_key="unused", max_retries=0)
+    base_url = str(client.base_url).rstrip("/") + "/v1"
+    openai = OpenAI(base_url=base_url, api_key="unused", max_retries=0)
     texts = ["the official client sends base64 by default", "and decodes it"]
     result = openai.embeddings.create(model="all-MiniLM-L6-v2", input=texts)
     served = np.array([d.embedding for d in result.data], dtype=np.float32)
