@@ -5,9 +5,6 @@ deployment hop would add milliseconds per request for nothing on one machine.
 ``build_app`` follows Ray's builder convention (``serve run service.app:build_app key=value``).
 """
 
-from __future__ import annotations
-
-import logging
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -16,9 +13,7 @@ from ray import serve
 from ray.serve import Application
 
 from . import metrics
-from .settings import BatchingConfig, ServiceSettings
-
-log = logging.getLogger(__name__)
+from .settings import BatchingConfig, ServiceSettings, load_settings
 
 
 @serve.deployment(name="EmbeddingServer")
@@ -74,8 +69,14 @@ def deployment_args(settings: ServiceSettings) -> dict[str, Any]:
     return payload
 
 
+# No `from __future__ import annotations` here: Ray reads the builder's annotation as a class
+# to validate `serve run` / Serve config args into ServiceSettings.
 def build_app(args: ServiceSettings) -> Application:
-    """The embedserve application for ``serve.run`` / ``serve run`` / ``serve deploy``."""
+    """The embedserve application for ``serve.run`` / ``serve run`` / ``serve deploy``.
+
+    Settings the args leave unset still come from ``EMBEDSERVE_*`` variables (API keys, say).
+    """
+    args = load_settings(cli=args.model_dump(exclude_unset=True))
     env = replica_env(args)
     Path(env[metrics.MULTIPROC_ENV]).mkdir(parents=True, exist_ok=True)
     deployment = EmbeddingServer.options(
