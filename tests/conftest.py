@@ -1,13 +1,18 @@
-"""Fixtures shared across the suite: the shipped model, its reference, and real texts."""
+"""Fixtures shared across the suite: the shipped model, its reference, real texts, and a real
+Ray Serve instance on 127.0.0.1 that test modules deploy embedserve onto."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from .helpers import free_port
 
 # The reference library must never reach for a hub: everything it needs is on disk.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -49,3 +54,36 @@ def minilm_artifact(tmp_path_factory) -> Path:
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     return out
+
+
+@pytest.fixture(scope="session")
+def serve_url() -> Iterator[str]:
+    import ray
+    from ray import serve
+
+    # Four logical CPUs on a 2-core machine: enough for the 2-replica tests to be scheduled.
+    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    yield f"http://127.0.0.1:{port}"
+    serve.shutdown()
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def deploy(
+    serve_url: str, minilm_artifact: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Callable[..., str]:
+    """Deploy (or redeploy) embedserve with settings overrides; returns the base URL."""
+    from ray import serve
+
+    from service.app import build_app
+    from service.settings import ServiceSettings
+
+    def _deploy(**overrides: Any) -> str:
+        overrides.setdefault("metrics_dir", tmp_path_factory.mktemp("metrics"))
+        settings = ServiceSettings(artifact=minilm_artifact, **overrides)
+        serve.run(build_app(settings), name="embedserve", route_prefix="/")
+        return serve_url
+
+    return _deploy

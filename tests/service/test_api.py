@@ -8,7 +8,7 @@ import httpx
 import numpy as np
 import pytest
 
-from .helpers import cosine, embed
+from ..helpers import cosine, embed
 
 LONG = " ".join(["The committee reviewed every clause of the agreement before the vote."] * 40)
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from .helpers import cosine, embed
+from ..helpers import cosine, embed
 
 
 @pytest.fixture(scope="module")

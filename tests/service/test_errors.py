@@ -8,7 +8,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from .helpers import embed
+from ..helpers import embed
 
 LONG = "word " * 600
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from .helpers import free_port
+from ..helpers import free_port
 
 
 def test_launcher_serves_and_shuts_down_on_sigterm(minilm_artifact: Path, tmp_path: Path) -> None:

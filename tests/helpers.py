@@ -1,4 +1,4 @@
-"""Small helpers shared by the service tests."""
+"""Small helpers shared by the tests that talk to a running service."""
 
 from __future__ import annotations
 
