@@ -105,6 +105,7 @@ class TokenBudgetBatcher:
         self.pad_id = pad_id
         self.on_micro_batch = on_micro_batch
         self.queued_inputs = 0
+        self.running_since: float | None = None  # start of the micro-batch now running
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
         self.configure(config)
 
@@ -141,9 +142,12 @@ class TokenBudgetBatcher:
             for start, end in plan_micro_batches(lengths, self.config.micro_batch_overhead_tokens):
                 members = group[start:end]
                 ids, mask = pad([items[i].ids for i in members], self.pad_id)
-                began = time.perf_counter()
+                began = self.running_since = time.perf_counter()
                 run = self.backend.run_tokens if want_tokens else self.backend.run
-                out = run(ids, mask)
+                try:
+                    out = run(ids, mask)
+                finally:
+                    self.running_since = None
                 done = time.perf_counter()
                 for row, i in enumerate(members):
                     vector = out[row, : lengths[start + row]] if want_tokens else out[row]

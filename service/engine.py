@@ -148,8 +148,16 @@ class Embedder:
             inference_s=max(r.finished for r in results) - first,
         )
 
-    async def healthy(self, timeout_s: float = 10.0) -> bool:
-        """True when a one-token input makes it through the batcher and the backend."""
+    async def healthy(self, timeout_s: float = 10.0, stall_s: float = 60.0) -> bool:
+        """True when the model answers: a one-token probe when idle, progress when busy.
+
+        A busy replica is not probed through its own queue: under load the probe would wait
+        behind real work, fail, and get a healthy replica restarted. A micro-batch running for
+        longer than ``stall_s`` means the backend is stuck.
+        """
+        running_since = self.batcher.running_since
+        if running_since is not None or self.batcher.queued_inputs > 0:
+            return running_since is None or time.perf_counter() - running_since < stall_s
         probe = np.asarray([self.artifact.config.pad_token_id + 1], dtype=np.int64)
         try:
             result = await asyncio.wait_for(self.batcher.submit(probe), timeout_s)

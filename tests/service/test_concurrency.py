@@ -100,3 +100,21 @@ def test_limits_change_at_runtime(deploy: Callable[..., str], client: httpx.Clie
     asyncio.run(run_all())
     after = histogram(client, "embedserve_batch_size")
     assert after["2.0"] - before["2.0"] == after["+Inf"] - before["+Inf"]
+
+
+def test_health_stays_200_under_load(url: str, corpus) -> None:
+    passages = corpus[-8:]
+
+    async def scenario() -> list[int]:
+        async with httpx.AsyncClient(base_url=url, timeout=120) as c:
+            load = [
+                asyncio.create_task(c.post("/embed", json={"inputs": passages})) for _ in range(8)
+            ]
+            await asyncio.sleep(0.3)  # the queue is full of long inputs now
+            health = [(await c.get("/health", timeout=10)).status_code for _ in range(3)]
+            # Health answered without waiting behind the queued work.
+            assert not all(task.done() for task in load)
+            assert all(r.status_code == 200 for r in await asyncio.gather(*load))
+            return health
+
+    assert asyncio.run(scenario()) == [200, 200, 200]
