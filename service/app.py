@@ -79,8 +79,13 @@ def build_app(args: ServiceSettings) -> Application:
     args = load_settings(cli=args.model_dump(exclude_unset=True))
     env = replica_env(args)
     Path(env[metrics.MULTIPROC_ENV]).mkdir(parents=True, exist_ok=True)
+    scaling: dict[str, Any] = (
+        {"num_replicas": "auto", "autoscaling_config": args.autoscaling.model_dump()}
+        if args.autoscaling is not None
+        else {"num_replicas": args.num_replicas}
+    )
     deployment = EmbeddingServer.options(
-        num_replicas=args.num_replicas,
+        **scaling,
         max_ongoing_requests=args.max_ongoing_requests,
         max_queued_requests=args.max_queued_requests,
         # Ray's router refuses requests past max_queued_requests: say "busy, retry", not "down".

@@ -37,6 +37,26 @@ class BatchingConfig(BaseModel):
     )
 
 
+class AutoscalingSettings(BaseModel):
+    """Ray Serve autoscaling of the replicas; replaces ``num_replicas`` when set."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_replicas: int = Field(1, ge=0)
+    max_replicas: int = Field(4, ge=1)
+    target_ongoing_requests: float = Field(
+        8, gt=0, description="requests in flight per replica the autoscaler aims for"
+    )
+    upscale_delay_s: float = Field(10.0, ge=0)
+    downscale_delay_s: float = Field(60.0, ge=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AutoscalingSettings:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError("max_replicas must be at least min_replicas")
+        return self
+
+
 class ServiceSettings(BaseModel):
     """Everything a replica and the launcher need. Also the args model of ``build_app``."""
 
@@ -51,6 +71,7 @@ class ServiceSettings(BaseModel):
     backend: Literal["auto", "onnxruntime", "torch"] = "auto"
     device: Literal["cpu", "cuda"] = "cpu"
     num_replicas: int = Field(1, ge=1)
+    autoscaling: AutoscalingSettings | None = None
     num_cpus: float = Field(1.0, gt=0, description="CPU budget of a replica: its runtime threads")
     num_gpus: float = Field(0.0, ge=0)
     max_ongoing_requests: int = Field(

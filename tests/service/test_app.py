@@ -22,3 +22,12 @@ def test_serve_run_args_are_validated_into_settings(minilm_artifact: Path, monke
     assert settings["api_keys"] == ["from-env"]  # env fills what the args leave unset
     assert deployment._deployment_config.max_ongoing_requests == 256
     assert deployment._deployment_config.user_config["max_batch_size"] == 64
+
+
+def test_autoscaling_replaces_a_fixed_replica_count(minilm_artifact: Path) -> None:
+    scaling = {"min_replicas": 1, "max_replicas": 3, "target_ongoing_requests": 4}
+    args = {"artifact": str(minilm_artifact), "autoscaling": scaling}
+    app = call_user_app_builder_with_args_if_necessary(build_app, args)
+    config = app._bound_deployment._deployment_config.autoscaling_config
+    assert (config.min_replicas, config.max_replicas) == (1, 3)
+    assert config.target_ongoing_requests == 4
