@@ -62,7 +62,9 @@ def replica_env(settings: ServiceSettings) -> dict[str, str]:
 
 def deployment_args(settings: ServiceSettings) -> dict[str, Any]:
     """Settings as plain data for the replicas (secrets in clear: they are the point)."""
-    payload = settings.model_dump(mode="json")
+    # Batching limits travel as user_config only: a change then reconfigures running replicas
+    # instead of replacing them.
+    payload = settings.model_dump(mode="json", exclude={"batching"})
     payload["api_keys"] = [key.get_secret_value() for key in settings.api_keys]
     if settings.artifact.exists():
         payload["artifact"] = str(settings.artifact.resolve())
@@ -78,7 +80,6 @@ def build_app(args: ServiceSettings) -> Application:
     """
     args = load_settings(cli=args.model_dump(exclude_unset=True))
     env = replica_env(args)
-    Path(env[metrics.MULTIPROC_ENV]).mkdir(parents=True, exist_ok=True)
     scaling: dict[str, Any] = (
         {"num_replicas": "auto", "autoscaling_config": args.autoscaling.model_dump()}
         if args.autoscaling is not None

@@ -45,7 +45,7 @@ class Embedder:
         # An artifact without a tokenizer (a random-config model) serves token ids only.
         path = self.artifact.tokenizer_path
         self.tokenizer = Tokenizer(path, self.max_length) if path is not None else None
-        self.backend, self.backend_reason = create_backend(settings, self.artifact)
+        self.backend, self.choice = create_backend(settings, self.artifact)
         warm_up(self.backend, self.max_length, config.pad_token_id)
         self.batcher = TokenBudgetBatcher(
             self.backend, settings.batching, config.pad_token_id, metrics.observe_micro_batch
@@ -176,7 +176,7 @@ class Embedder:
             "backend": {
                 "name": self.backend.name,
                 "precision": self.backend.precision,
-                "reason": self.backend_reason,
+                "reason": self.choice.reason,
                 **self.backend.describe(),
             },
             "batching": self.batcher.config.model_dump(),

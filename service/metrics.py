@@ -23,6 +23,9 @@ from prometheus_client import (
 from .batching import MicroBatchStats
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+if os.environ.get(MULTIPROC_ENV):
+    # Metrics below open their sample files at import; a replica on a fresh node makes the folder.
+    Path(os.environ[MULTIPROC_ENV]).mkdir(parents=True, exist_ok=True)
 
 # Seconds: from sub-millisecond tokenization to multi-second overloaded requests.
 LATENCY_BUCKETS = (

@@ -68,7 +68,8 @@ class ServiceSettings(BaseModel):
     route_prefix: str = "/"
     app_name: str = "embedserve"
     model_name: str | None = Field(None, description="served model id; default: the artifact's")
-    backend: Literal["auto", "onnxruntime", "torch"] = "auto"
+    backend: Literal["auto", "onnxruntime", "openvino", "torch"] = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16", "int8"] = "auto"
     device: Literal["cpu", "cuda"] = "cpu"
     num_replicas: int = Field(1, ge=1)
     autoscaling: AutoscalingSettings | None = None

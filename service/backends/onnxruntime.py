@@ -14,7 +14,9 @@ log = logging.getLogger(__name__)
 class OnnxRuntimeBackend:
     name = "onnxruntime"
 
-    def __init__(self, model_path: Path, threads: int, device: str = "cpu") -> None:
+    def __init__(
+        self, model_path: Path, threads: int, device: str = "cpu", precision: str = "fp32"
+    ) -> None:
         options = ort.SessionOptions()
         # One replica = one inference thread pool of `threads`; no inter-op pool on top.
         options.intra_op_num_threads = threads
@@ -28,7 +30,7 @@ class OnnxRuntimeBackend:
             else:
                 log.warning("CUDA requested but onnxruntime has no CUDA provider; using the CPU")
         self.session = ort.InferenceSession(str(model_path), options, providers=providers)
-        self.precision = "fp16" if "fp16" in model_path.name else "fp32"
+        self.precision = precision
         self.threads = threads
         self.model_path = model_path
 

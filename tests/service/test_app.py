@@ -1,4 +1,4 @@
-"""The application builder, as ``serve run service.app:build_app key=value`` calls it."""
+"""The application builder, as ``serve run`` / ``serve deploy`` call it."""
 
 from pathlib import Path
 
@@ -31,3 +31,42 @@ def test_autoscaling_replaces_a_fixed_replica_count(minilm_artifact: Path) -> No
     config = app._bound_deployment._deployment_config.autoscaling_config
     assert (config.min_replicas, config.max_replicas) == (1, 3)
     assert config.target_ongoing_requests == 4
+
+
+def test_batching_limits_change_without_restarting_replicas(
+    serve_url: str, minilm_artifact: Path
+) -> None:
+    """A Serve config whose user_config changes is applied to the running replicas.
+
+    This is the declarative path of ``serve deploy config.yaml`` (imperative ``serve.run``
+    always replaces replicas). The app gets its own name and route prefix.
+    """
+    import httpx
+    from ray import serve
+    from ray.serve.schema import ServeDeploySchema
+
+    def config(max_batch_size: int) -> ServeDeploySchema:
+        app = {
+            "name": "reconfigured",
+            "route_prefix": "/reconfigured",
+            "import_path": "service.app:build_app",
+            "args": {"artifact": str(minilm_artifact), "app_name": "reconfigured"},
+            "deployments": [
+                {"name": "EmbeddingServer", "user_config": {"max_batch_size": max_batch_size}}
+            ],
+        }
+        return ServeDeploySchema.model_validate({"applications": [app]})
+
+    client = serve.context._get_global_client()
+    try:
+        client.deploy_apps(config(8), _blocking=True)
+        with httpx.Client(base_url=f"{serve_url}/reconfigured", timeout=60) as http:
+            before = http.get("/info").json()
+            assert before["batching"]["max_batch_size"] == 8
+            client.deploy_apps(config(3), _blocking=True)
+            after = http.get("/info").json()
+            assert after["batching"]["max_batch_size"] == 3
+            assert after["process"] == before["process"], "the replica was replaced"
+            assert http.post("/embed", json={"inputs": "still serving"}).status_code == 200
+    finally:
+        serve.delete("reconfigured")

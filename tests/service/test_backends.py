@@ -1,0 +1,110 @@
+"""Every backend × precision that ``auto`` may pick keeps the accuracy bar on this hardware.
+
+The torch backend (the reference, never picked by ``auto``) gets a smaller check of its own.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from export.artifact import load_artifact
+from service.backends import Choice, choose, create_backend
+from service.backends.base import Backend
+from service.batching import pad
+from service.settings import ServiceSettings
+
+from ..helpers import cosine
+
+CANDIDATES = [
+    ("onnxruntime", "fp32"),
+    ("openvino", "fp32"),
+    ("openvino", "bf16"),
+]
+
+
+def _skip_reason(backend: str, precision: str) -> str | None:
+    if backend == "openvino":
+        if importlib.util.find_spec("openvino") is None:
+            return "OpenVINO is not installed on this platform"
+        from service.backends.openvino import cpu_supports_bf16
+
+        if precision == "bf16" and not cpu_supports_bf16():
+            return "this CPU has no native bf16 (AVX512-BF16 / AMX)"
+    return None
+
+
+@pytest.fixture(scope="module", params=CANDIDATES, ids=["-".join(c) for c in CANDIDATES])
+def backend(request, minilm_artifact: Path) -> Backend:
+    name, precision = request.param
+    if reason := _skip_reason(name, precision):
+        pytest.skip(reason)
+    settings = ServiceSettings(
+        artifact=minilm_artifact, backend=name, precision=precision, num_cpus=2
+    )
+    built, choice = create_backend(settings, load_artifact(minilm_artifact))
+    assert (built.name, built.precision) == (name, precision)
+    return built
+
+
+@pytest.fixture(scope="module")
+def reference(minilm, corpus) -> np.ndarray:
+    return minilm.encode(corpus)
+
+
+def _encode(backend: Backend, sequences: list[list[int]], batch_size: int = 32) -> np.ndarray:
+    order = np.argsort([len(s) for s in sequences], kind="stable")
+    out = np.empty((len(sequences), 384), dtype=np.float32)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        ids, mask = pad([np.asarray(sequences[i]) for i in chunk], pad_id=0)
+        pooled = backend.run(ids, mask)
+        out[chunk] = pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
+    return out
+
+
+def _tolerance(backend: Backend) -> float:
+    return 1e-5 if backend.precision == "fp32" else 2e-3
+
+
+def test_min_cosine_to_fp32_pytorch_on_real_text(
+    backend: Backend, minilm, corpus, reference: np.ndarray
+) -> None:
+    assert len(corpus) >= 500
+    served = _encode(backend, minilm.tokenizer.tokenize(corpus))
+    assert cosine(served, reference).min() >= 0.9999
+
+
+def test_batch_composition_invariance(backend: Backend, minilm, corpus) -> None:
+    text = "Is the vector of a sentence the same whoever it is batched with?"
+    company = random.Random(0).sample(corpus, 31)
+    ids = minilm.tokenizer.tokenize([text, *company])
+    alone = backend.run(*pad([np.asarray(ids[0])], 0))[0]
+    together = backend.run(*pad([np.asarray(s) for s in ids], 0))[0]
+    assert np.abs(alone - together).max() <= _tolerance(backend) * max(1.0, np.abs(alone).max())
+
+
+def test_auto_picks_one_of_the_checked_paths(minilm_artifact: Path) -> None:
+    choice = choose(ServiceSettings(artifact=minilm_artifact), load_artifact(minilm_artifact))
+    assert isinstance(choice, Choice) and choice.reason.startswith("auto:")
+    assert (choice.backend, choice.precision) in CANDIDATES
+    assert _skip_reason(choice.backend, choice.precision) is None
+
+
+def test_unsupported_precision_is_refused(minilm_artifact: Path) -> None:
+    settings = ServiceSettings(artifact=minilm_artifact, backend="torch", precision="bf16")
+    with pytest.raises(ValueError, match="torch supports"):
+        choose(settings, load_artifact(minilm_artifact))
+
+
+def test_torch_reference_backend_matches_the_model(minilm_artifact: Path, minilm, corpus) -> None:
+    settings = ServiceSettings(artifact=minilm_artifact, backend="torch", num_cpus=2)
+    torch_backend, _ = create_backend(settings, load_artifact(minilm_artifact))
+    texts = corpus[:40]
+    np.testing.assert_allclose(
+        _encode(torch_backend, minilm.tokenizer.tokenize(texts)), minilm.encode(texts), atol=1e-5
+    )
