@@ -10,6 +10,13 @@ import pytest
 
 from ..helpers import cosine, embed
 
+
+@pytest.fixture(scope="module")
+def atol(client: httpx.Client) -> float:
+    """Batch-composition tolerance of the served precision (bf16 is the default on some CPUs)."""
+    return 1e-5 if client.get("/info").json()["backend"]["precision"] == "fp32" else 2e-3
+
+
 LONG = " ".join(["The committee reviewed every clause of the agreement before the vote."] * 40)
 
 
@@ -30,7 +37,7 @@ def test_tei_route_matches_pytorch(client: httpx.Client, minilm, corpus) -> None
     assert cosine(served, minilm.encode(texts)).min() >= 0.9999
 
 
-def test_every_input_shape(client: httpx.Client, minilm) -> None:
+def test_every_input_shape(client: httpx.Client, minilm, atol: float) -> None:
     texts = ["first input", "a second, longer input sentence"]
     ids = minilm.tokenizer.tokenize(texts)
     as_list = embed(client, texts)
@@ -38,9 +45,9 @@ def test_every_input_shape(client: httpx.Client, minilm) -> None:
     by_ids = embed(client, ids)  # a list of token-id lists
     one_ids = embed(client, ids[0])  # a single token-id list
     assert one.shape == one_ids.shape == (1, 384)
-    np.testing.assert_allclose(one[0], as_list[0], atol=1e-6)
-    np.testing.assert_allclose(by_ids, as_list, atol=1e-6)
-    np.testing.assert_allclose(one_ids[0], as_list[0], atol=1e-6)
+    np.testing.assert_allclose(one[0], as_list[0], atol=atol)
+    np.testing.assert_allclose(by_ids, as_list, atol=atol)
+    np.testing.assert_allclose(one_ids[0], as_list[0], atol=atol)
 
 
 def test_response_shape_and_usage(client: httpx.Client, minilm) -> None:
@@ -96,12 +103,12 @@ def test_truncation_both_directions(client: httpx.Client, minilm, side: str) -> 
 def test_unnormalised_tei_output(client: httpx.Client, minilm) -> None:
     served = np.array(client.post("/embed", json={"inputs": "raw", "normalize": False}).json())
     assert abs(np.linalg.norm(served[0]) - 1.0) > 1e-3
-    np.testing.assert_allclose(
-        served[0] / np.linalg.norm(served[0]), minilm.encode(["raw"])[0], atol=1e-5
-    )
+    assert cosine(served, minilm.encode(["raw"]))[0] >= 0.9999
 
 
-def test_embed_all_returns_token_vectors_without_padding(client: httpx.Client, minilm) -> None:
+def test_embed_all_returns_token_vectors_without_padding(
+    client: httpx.Client, minilm, atol: float
+) -> None:
     import torch
 
     texts = ["short", "a somewhat longer input for per-token vectors"]
@@ -114,8 +121,10 @@ def test_embed_all_returns_token_vectors_without_padding(client: httpx.Client, m
             tokens, _ = minilm.encoder(
                 torch.from_numpy(batch.input_ids), torch.from_numpy(batch.attention_mask)
             )
-        assert np.array(vectors).shape == (int(batch.lengths[0]), 384)
-        np.testing.assert_allclose(np.array(vectors), tokens[0].numpy(), atol=1e-4)
+        served = np.array(vectors)
+        assert served.shape == (int(batch.lengths[0]), 384)
+        assert cosine(served, tokens[0].numpy()).min() >= 0.999
+        np.testing.assert_allclose(served, tokens[0].numpy(), atol=max(1e-4, 100 * atol))
 
 
 def test_tokenize(client: httpx.Client, minilm) -> None:
