@@ -73,7 +73,10 @@ def main(argv: list[str] | None = None) -> None:
     from ray import serve
 
     from .app import build_app
+    from .proxy import CALLBACK, CALLBACK_ENV
 
+    # Ray's proxy answers some failures itself; this makes those answers JSON like ours.
+    os.environ.setdefault(CALLBACK_ENV, CALLBACK)
     cpus = max(os.cpu_count() or 1, int(settings.num_replicas * settings.num_cpus + 0.999))
     ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False)
     stop = threading.Event()

@@ -43,7 +43,15 @@ class ApiError(Exception):
         return self.message
 
 
-def render(error: ApiError, dialect: str = "openai") -> Response:
+TEI_ROUTES = ("/embed", "/embed_all", "/tokenize")
+
+
+def dialect_for(path: str) -> str:
+    """The error shape a client of ``path`` expects."""
+    return "tei" if path.rstrip("/") in TEI_ROUTES else "openai"
+
+
+def error_body(error: ApiError, dialect: str = "openai") -> bytes:
     if dialect == "tei":
         body = {"error": error.message, "error_type": _TEI_TYPES.get(error.status, "Validation")}
     else:
@@ -55,8 +63,12 @@ def render(error: ApiError, dialect: str = "openai") -> Response:
                 "code": error.code,
             }
         }
+    return orjson.dumps(body)
+
+
+def render(error: ApiError, dialect: str = "openai") -> Response:
     return Response(
-        orjson.dumps(body),
+        error_body(error, dialect),
         status_code=error.status,
         media_type="application/json",
         headers=error.headers,

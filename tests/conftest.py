@@ -61,6 +61,9 @@ def serve_url() -> Iterator[str]:
     import ray
     from ray import serve
 
+    from service.proxy import CALLBACK, CALLBACK_ENV
+
+    os.environ.setdefault(CALLBACK_ENV, CALLBACK)  # as python -m service and the manifests do
     # Four logical CPUs on a 2-core machine: enough for the 2-replica tests to be scheduled.
     ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
     port = free_port()

@@ -110,6 +110,43 @@ def test_ray_router_backpressure_is_429_with_retry_after(deploy: Callable[..., s
     statuses = sorted(r.status_code for r in responses)
     assert 200 in statuses and 429 in statuses, statuses
     assert set(statuses) <= {200, 429}
-    assert all(r.headers["retry-after"] == "1" for r in responses if r.status_code == 429)
+    for r in responses:
+        if r.status_code == 429:  # answered by Ray's proxy, made JSON by service.proxy
+            assert r.headers["retry-after"] == "1"
+            openai_error(r, 429)
     with httpx.Client(base_url=url, timeout=60) as c:
         assert c.get("/health").status_code == 200
+
+
+def test_lost_replica_answers_503_json_with_retry_after(deploy: Callable[..., str]) -> None:
+    """Requests in flight when their replica dies get 503 + Retry-After in JSON; then recovery."""
+    import time
+
+    import ray
+    from ray import serve
+
+    url = deploy()
+    details = serve.context._get_global_client().get_serve_details()
+    deployment = details["applications"]["embedserve"]["deployments"]["EmbeddingServer"]
+    replica = ray.get_actor(deployment["replicas"][0]["actor_name"], namespace="serve")
+
+    async def burst_and_kill() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=url, timeout=120) as c:
+            body = {"input": [LONG] * 8}
+            load = [asyncio.create_task(c.post("/v1/embeddings", json=body)) for _ in range(6)]
+            await asyncio.sleep(1.0)  # requests are queued and running in the replica
+            ray.kill(replica)
+            return await asyncio.gather(*load)
+
+    responses = asyncio.run(burst_and_kill())
+    failed = [r for r in responses if r.status_code != 200]
+    assert failed, "killing the replica should have failed the requests it held"
+    for r in failed:
+        assert openai_error(r, 503)["type"] == "service_unavailable"
+        assert r.headers["retry-after"] == "1"
+    with httpx.Client(base_url=url, timeout=60) as c:
+        deadline = time.monotonic() + 120
+        while c.get("/health").status_code != 200:
+            assert time.monotonic() < deadline, "the replica was not replaced"
+            time.sleep(1)
+        assert embed(c, ["after the replica came back"]).shape == (1, 384)
