@@ -1,0 +1,87 @@
+"""The typed options of one export, and the checks that can be made before any work starts."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from .errors import ExportError
+
+Device = Literal["cpu", "cuda"]
+Exporter = Literal["dynamo", "torchscript"]
+AttentionForm = Literal["math", "sdpa"]
+ExternalData = Literal["auto", "always", "never"]
+
+# Opset 20 is the default because it has a native Gelu op: the dynamo exporter emits it instead
+# of an Erf-based subgraph, and ONNX Runtime fuses it with the bias (BiasGelu). See docs/export.md.
+DEFAULT_OPSET = 20
+# The dynamo exporter implements opsets 18..25 (17 by down-conversion; above 25 it silently
+# writes a model ONNX Runtime rejects). The TorchScript exporter stops at 20 in practice.
+SUPPORTED_OPSETS: dict[str, range] = {"dynamo": range(17, 26), "torchscript": range(17, 21)}
+DEFAULT_ATOL = {"fp32": 1e-4, "fp16": 5e-2}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExportOptions:
+    """One export request; the CLI builds it from argv, tests and scripts build it directly."""
+
+    model: str
+    output: Path
+    opset: int = DEFAULT_OPSET
+    max_seq_length: int | None = None  # None: the model config's own
+    device: Device = "cpu"
+    fp16: bool = False
+    optimize: bool = False
+    quantize: Literal["int8"] | None = None
+    atol: float | None = None  # None: DEFAULT_ATOL for the precision
+    force: bool = False
+    tokenizer: Path | None = None  # overrides (or supplies) the source folder's tokenizer.json
+    normalize: bool = True
+    attention: AttentionForm = "math"
+    exporter: Exporter = "dynamo"
+    external_data: ExternalData = "auto"
+    seed: int = 0
+    verbose: bool = False
+
+    @property
+    def precision(self) -> str:
+        return "fp16" if self.fp16 else "fp32"
+
+    @property
+    def tolerance(self) -> float:
+        return self.atol if self.atol is not None else DEFAULT_ATOL[self.precision]
+
+    def validate(self) -> None:
+        """Reject impossible combinations before loading anything (cheap, clear errors)."""
+        supported = SUPPORTED_OPSETS.get(self.exporter)
+        if supported is None:
+            raise ExportError(f"unknown exporter {self.exporter!r}; use dynamo or torchscript")
+        if self.opset not in supported:
+            raise ExportError(
+                f"unsupported opset {self.opset} for the {self.exporter} exporter; "
+                f"use {supported.start}..{supported.stop - 1} (default {DEFAULT_OPSET})"
+            )
+        if self.attention not in ("math", "sdpa"):
+            raise ExportError(f"unknown attention form {self.attention!r}; use math or sdpa")
+        if self.device not in ("cpu", "cuda"):
+            raise ExportError(f"unknown device {self.device!r}; use cpu or cuda")
+        if self.fp16 and self.device != "cuda":
+            raise ExportError("--fp16 is for GPU inference; add --device cuda")
+        if self.quantize not in (None, "int8"):
+            raise ExportError(f"unsupported quantization {self.quantize!r}; use int8")
+        if self.atol is not None and not self.atol > 0:
+            raise ExportError(f"--atol must be positive, got {self.atol}")
+        if self.max_seq_length is not None and self.max_seq_length < 1:
+            raise ExportError(f"--max-seq-length must be positive, got {self.max_seq_length}")
+        if self.tokenizer is not None and not Path(self.tokenizer).is_file():
+            raise ExportError(f"tokenizer file {self.tokenizer} does not exist")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, for the manifest; paths as given (the output path is the artifact)."""
+        data = asdict(self)
+        data["output"] = str(self.output)
+        data["tokenizer"] = None if self.tokenizer is None else str(self.tokenizer)
+        data["atol"] = self.tolerance
+        del data["verbose"]
+        return data

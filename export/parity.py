@@ -1,0 +1,210 @@
+"""Numeric parity of an exported graph against the PyTorch model it came from.
+
+The grid (batch 1, 3, 17, 64 x seq 1, 7, 128, max length) exercises both dynamic axes, odd
+sizes, and the longest input; ragged padding (row 0 full, other rows random lengths) checks
+that masking in the graph matches masking in PyTorch. Token embeddings are compared only at
+real positions: what the graph computes for padding is nobody's business.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from models import SentenceEncoder, Tokenizer
+
+from .artifact import INPUT_NAMES, OUTPUT_NAMES
+
+GRID_BATCHES = (1, 3, 17, 64)
+GRID_SEQS = (1, 7, 128)  # plus the model's max_seq_length
+
+
+def grid_shapes(max_seq_length: int) -> list[tuple[int, int]]:
+    """(batch, seq) pairs; sequence lengths above max_seq_length are clipped to it."""
+    seqs = sorted({min(s, max_seq_length) for s in (*GRID_SEQS, max_seq_length)})
+    return [(b, s) for b in GRID_BATCHES for s in seqs]
+
+
+def ragged_batch(
+    rng: np.random.Generator, batch: int, seq: int, vocab_size: int, pad_id: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Random ids, row 0 full length, other rows a random length in 1..seq, pad after."""
+    lengths = rng.integers(1, seq + 1, size=batch)
+    lengths[0] = seq
+    mask = (np.arange(seq)[None, :] < lengths[:, None]).astype(np.int64)
+    ids = rng.integers(0, vocab_size, size=(batch, seq), dtype=np.int64)
+    return np.where(mask == 1, ids, pad_id).astype(np.int64), mask
+
+
+def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise cosine in float64 (the zero vector has cosine 1 with itself, 0 otherwise)."""
+    a = a.astype(np.float64)
+    b = b.astype(np.float64)
+    na = np.linalg.norm(a, axis=-1)
+    nb = np.linalg.norm(b, axis=-1)
+    both_zero = (na == 0) & (nb == 0)
+    cos = (a * b).sum(-1) / np.maximum(na * nb, 1e-300)
+    return np.where(both_zero, 1.0, cos)
+
+
+@dataclass(frozen=True)
+class _Case:
+    input_ids: np.ndarray
+    attention_mask: np.ndarray
+    token_ref: np.ndarray
+    sentence_ref: np.ndarray
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    """Worst differences over the grid, and each shape's, for the manifest."""
+
+    label: str
+    provider: str
+    atol: float
+    max_abs_token: float
+    max_abs_sentence: float
+    min_cosine: float
+    cases: tuple[dict[str, Any], ...]
+
+    @property
+    def passed(self) -> bool:
+        return self.max_abs_token <= self.atol and self.max_abs_sentence <= self.atol
+
+    def worst_case(self) -> dict[str, Any]:
+        return max(self.cases, key=lambda c: max(c["max_abs_token"], c["max_abs_sentence"]))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "provider": self.provider,
+            "atol": self.atol,
+            "passed": self.passed,
+            "max_abs_token_embeddings": self.max_abs_token,
+            "max_abs_sentence_embedding": self.max_abs_sentence,
+            "min_cosine_sentence_embedding": self.min_cosine,
+            "cases": list(self.cases),
+        }
+
+
+class ParityGrid:
+    """Inputs and PyTorch outputs for every grid shape, computed once, checked per graph."""
+
+    def __init__(
+        self,
+        reference: SentenceEncoder,
+        *,
+        max_seq_length: int,
+        pad_id: int,
+        seed: int = 0,
+        device: str = "cpu",
+    ) -> None:
+        rng = np.random.default_rng(seed)
+        self.seed = seed
+        self.shapes = grid_shapes(max_seq_length)
+        self.cases: list[_Case] = []
+        model = reference.to(device).eval()
+        with torch.inference_mode():
+            for batch, seq in self.shapes:
+                ids, mask = ragged_batch(rng, batch, seq, reference.config.vocab_size, pad_id)
+                tokens, sentence = model(
+                    torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device)
+                )
+                self.cases.append(
+                    _Case(ids, mask, tokens.float().cpu().numpy(), sentence.float().cpu().numpy())
+                )
+
+    def feeds(self) -> list[dict[str, np.ndarray]]:
+        """The grid's inputs as ONNX Runtime feeds (for comparing two graphs directly)."""
+        return [
+            dict(zip(INPUT_NAMES, (c.input_ids, c.attention_mask), strict=True)) for c in self.cases
+        ]
+
+    def check(self, session: ort.InferenceSession, atol: float, label: str) -> ParityReport:
+        rows = []
+        for (batch, seq), case in zip(self.shapes, self.cases, strict=True):
+            feed = dict(zip(INPUT_NAMES, (case.input_ids, case.attention_mask), strict=True))
+            tokens, sentence = session.run(list(OUTPUT_NAMES), feed)
+            real = case.attention_mask.astype(bool)
+            rows.append(
+                {
+                    "batch": batch,
+                    "seq": seq,
+                    "max_abs_token": float(np.abs(tokens[real] - case.token_ref[real]).max()),
+                    "max_abs_sentence": float(np.abs(sentence - case.sentence_ref).max()),
+                    "min_cosine": float(cosine_rows(sentence, case.sentence_ref).min()),
+                }
+            )
+        return ParityReport(
+            label=label,
+            provider=session.get_providers()[0],
+            atol=atol,
+            max_abs_token=max(r["max_abs_token"] for r in rows),
+            max_abs_sentence=max(r["max_abs_sentence"] for r in rows),
+            min_cosine=min(r["min_cosine"] for r in rows),
+            cases=tuple(rows),
+        )
+
+
+def embed_texts(
+    session: ort.InferenceSession,
+    tokenizer: Tokenizer,
+    texts: Sequence[str],
+    batch_size: int = 32,
+) -> np.ndarray:
+    """Raw (not normalised) sentence embeddings of ``texts``, in order, batched by length."""
+    ids = tokenizer.tokenize(list(texts))
+    order = np.argsort([-len(s) for s in ids], kind="stable")
+    out: np.ndarray | None = None
+    for start in range(0, len(texts), batch_size):
+        chunk = order[start : start + batch_size]
+        batch = tokenizer.pad([ids[i] for i in chunk])
+        feed = dict(zip(INPUT_NAMES, (batch.input_ids, batch.attention_mask), strict=True))
+        (pooled,) = session.run([OUTPUT_NAMES[1]], feed)
+        if out is None:
+            out = np.empty((len(texts), pooled.shape[1]), dtype=np.float32)
+        out[chunk] = pooled
+    return out if out is not None else np.empty((0, 0), dtype=np.float32)
+
+
+def real_texts() -> tuple[list[str], str]:
+    """All built-in sentences and passages (passages may not exist yet), and a label."""
+    from loadtest import corpus
+
+    texts = corpus.sentences()
+    label = f"loadtest.corpus: {len(texts)} sentences"
+    try:
+        passages = corpus.passages()
+    except FileNotFoundError:
+        passages = []
+    if passages:
+        texts += passages
+        label += f" + {len(passages)} passages"
+    return texts, label
+
+
+def int8_agreement(
+    a: ort.InferenceSession, b: ort.InferenceSession, tokenizer: Tokenizer | None, grid: ParityGrid
+) -> dict[str, Any]:
+    """Cosine of sentence embeddings of two graphs (int8 vs fp32): on real text when there is
+    a tokenizer, since random ids say little about quantisation error on real inputs."""
+    if tokenizer is not None:
+        texts, label = real_texts()
+        cos = cosine_rows(embed_texts(a, tokenizer, texts), embed_texts(b, tokenizer, texts))
+    else:
+        label = "random token ids of the parity grid (the artifact has no tokenizer)"
+        pooled = OUTPUT_NAMES[1]
+        cos = np.concatenate(
+            [cosine_rows(a.run([pooled], f)[0], b.run([pooled], f)[0]) for f in grid.feeds()]
+        )
+    return {
+        "min_cosine_vs_fp32": float(cos.min()),
+        "mean_cosine_vs_fp32": float(cos.mean()),
+        "texts": int(cos.size),
+        "data": label,
+    }

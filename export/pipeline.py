@@ -1,0 +1,273 @@
+"""One export, step by step: load, export, check, parity, extras, write, commit, summarise.
+
+Each step is a call into a module that does one job; this module only sequences them, keeps
+what the manifest needs, and prints one progress line per step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import onnxruntime as ort
+
+from models import SentenceEncoder, Tokenizer
+
+from . import artifact as fmt
+from .errors import ValidationError
+from .manifest import build_manifest, file_entries, idempotence, tool_versions
+from .onnx_export import (
+    ATTENTION_CHOICE,
+    EXTERNAL_DATA_THRESHOLD,
+    export_onnx,
+    prepare_for_export,
+    weight_bytes,
+)
+from .optimize import INT8_SETTINGS, convert_fp16, optimize_transformer, quantize_int8
+from .options import ExportOptions
+from .output_dir import check_output, commit, discard, make_staging
+from .parity import ParityGrid, ParityReport, grid_shapes, int8_agreement
+from .progress import Progress, say
+from .source import ModelSource, load_source, source_folder
+from .summary import count, summary
+from .validate import check_model, check_signature, open_session, require_device, signature
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    output: Path
+    manifest: dict[str, Any]
+
+
+def _weights_digest(model: SentenceEncoder) -> str:
+    """Hash of the weights themselves, whatever file format they came from."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _determinants(source: ModelSource, model: SentenceEncoder, options: ExportOptions) -> dict:
+    """Everything the deterministic files depend on; compared on re-export."""
+    chosen = options.to_dict()
+    for key in ("model", "output", "force", "seed", "atol"):
+        chosen.pop(key, None)
+    return {
+        "weights_sha256": _weights_digest(model),
+        "config": model.config.to_dict(),
+        "tokenizer_sha256": fmt.sha256_file(source.tokenizer_file)
+        if source.tokenizer_file
+        else None,
+        "options": chosen,
+        "versions": tool_versions(),
+    }
+
+
+def _parity_failure(report: ParityReport, output: Path) -> ValidationError:
+    worst = report.worst_case()
+    token_worse = worst["max_abs_token"] >= worst["max_abs_sentence"]
+    which = "token_embeddings" if token_worse else "sentence_embedding"
+    diff = max(worst["max_abs_token"], worst["max_abs_sentence"])
+    return ValidationError(
+        f"parity failed for {report.label}: max abs difference {diff:.3g} in {which} at batch "
+        f"{worst['batch']} x seq {worst['seq']} exceeds --atol {report.atol:g} (min cosine "
+        f"{report.min_cosine:.6f}); {output} was left unchanged"
+    )
+
+
+def _serving_config(
+    source: ModelSource, model: SentenceEncoder, options: ExportOptions
+) -> fmt.ServingConfig:
+    cfg = model.config
+    return fmt.ServingConfig(
+        model_name=source.name,
+        dimension=cfg.d_model,
+        max_seq_length=cfg.max_seq_length,
+        pooling=cfg.pooling,
+        normalize=options.normalize,
+        pad_token_id=cfg.pad_token_id,
+        vocab_size=cfg.vocab_size,
+        attention=cfg.attention,
+        precision=options.precision,
+        tokenizer=fmt.TOKENIZER_FILE if source.tokenizer_file else None,
+    )
+
+
+def export_model(options: ExportOptions) -> ExportResult:
+    """Run one export; raises ExportError (user input) or ValidationError (graph) on failure."""
+    options.validate()
+    require_device(options.device)
+    output = options.output.expanduser().resolve()
+    _, folder = source_folder(options.model)
+    protected = [folder] + ([options.tokenizer] if options.tokenizer else [])
+    previous = check_output(output, force=options.force, protected=protected)
+    steps = 7 + int(options.optimize) + int(options.quantize is not None)
+    progress = Progress(steps)
+    extras: dict[str, Any] = {}
+
+    with progress.step("load", f"load model {options.model}") as result:
+        source = load_source(options.model, options.tokenizer)
+        model = prepare_for_export(source.encoder, options.attention, options.max_seq_length)
+        cfg = model.config
+        params = sum(p.numel() for p in model.parameters())
+        result.append(
+            f"{source.kind}, {cfg.n_layers} layers, d={cfg.d_model}, {count(params)} params"
+        )
+        if source.tokenizer_file is None:
+            result.append("no tokenizer.json (the artifact will take token ids only)")
+
+    staging = make_staging(output)
+    work = Path(tempfile.mkdtemp(prefix="export-work-"))
+    try:
+        external = options.external_data == "always" or (
+            options.external_data == "auto" and weight_bytes(model) > EXTERNAL_DATA_THRESHOLD
+        )
+        fp32_path = work / "model.fp32.onnx" if options.fp16 else staging / fmt.MODEL_FILE
+        model_path = staging / fmt.MODEL_FILE
+        title = f"export ({options.exporter}, {options.attention} attention, opset {options.opset})"
+        with progress.step("export", title) as result:
+            graph = export_onnx(
+                model,
+                fp32_path,
+                opset=options.opset,
+                exporter=options.exporter,
+                external_data=external,
+                verbose=options.verbose,
+            )
+            if options.fp16:
+                convert_fp16(fp32_path, model_path, external_data=external, verbose=options.verbose)
+            result.append(f"{graph.nodes} nodes" + (", external data" if external else ""))
+
+        with progress.step("check", "onnx.checker (full) and signature") as result:
+            check_model(model_path)
+            inputs, outputs = signature(model_path)
+            check_signature(inputs, outputs, cfg.d_model)
+
+        with progress.step("session", "load in ONNX Runtime") as result:
+            session = open_session(model_path, options.device)
+            result.append(session.get_providers()[0])
+
+        shapes = len(grid_shapes(cfg.max_seq_length))
+        with progress.step("parity", f"parity vs PyTorch ({shapes} shapes)") as result:
+            grid = ParityGrid(
+                source.encoder,
+                max_seq_length=cfg.max_seq_length,
+                pad_id=cfg.pad_token_id,
+                seed=options.seed,
+                device=options.device,
+            )
+            report = grid.check(session, options.tolerance, fmt.MODEL_FILE)
+            del session
+            result.append(_parity_text(report))
+            if not report.passed:
+                raise _parity_failure(report, output)
+
+        if options.optimize:
+            with progress.step("optimize", "ORT transformer fusions") as result:
+                opt_path = staging / fmt.OPTIMIZED_FILE
+                info = optimize_transformer(
+                    fp32_path,
+                    opt_path,
+                    num_heads=cfg.n_heads,
+                    hidden_size=cfg.d_model,
+                    use_gpu=options.device == "cuda",
+                    external_data=external,
+                    fp16=options.fp16,
+                    verbose=options.verbose,
+                )
+                check_model(opt_path)
+                opt_report = grid.check(
+                    open_session(opt_path, options.device), options.tolerance, fmt.OPTIMIZED_FILE
+                )
+                info["parity"] = opt_report.to_dict()
+                extras["optimized"] = {"file": fmt.OPTIMIZED_FILE, **info}
+                fused = sum(info["fused_operators"].values())
+                result.append(f"{fused} fused ops, {_parity_text(opt_report)}")
+                if not opt_report.passed:
+                    raise _parity_failure(opt_report, output)
+
+        if options.quantize == "int8":
+            with progress.step("int8", "dynamic int8 quantization") as result:
+                int8_path = staging / fmt.INT8_FILE
+                quantize_int8(fp32_path, int8_path, external_data=external, verbose=options.verbose)
+                check_model(int8_path)
+                tokenizer = (
+                    Tokenizer(source.tokenizer_file, cfg.max_seq_length)
+                    if source.tokenizer_file
+                    else None
+                )
+                agreement = int8_agreement(
+                    open_session(fp32_path), open_session(int8_path), tokenizer, grid
+                )
+                extras["int8"] = {"file": fmt.INT8_FILE, "settings": INT8_SETTINGS, **agreement}
+                result.append(
+                    f"min cosine vs fp32 {agreement['min_cosine_vs_fp32']:.5f} "
+                    f"on {agreement['texts']} inputs"
+                )
+
+        with progress.step("write", "write tokenizer, serving config, manifest") as result:
+            if source.tokenizer_file is not None:
+                shutil.copyfile(source.tokenizer_file, staging / fmt.TOKENIZER_FILE)
+            serving = _serving_config(source, model, options)
+            fmt.write_json(staging / fmt.SERVING_CONFIG_FILE, serving.to_dict())
+            files = file_entries(staging)
+            determinants = _determinants(source, model, options)
+            manifest = build_manifest(
+                model={
+                    "name": source.name,
+                    "source": source.given,
+                    "source_path": str(source.folder),
+                    "source_kind": source.kind,
+                    "config": cfg.to_dict(),
+                    "parameters": params,
+                    "normalize_module": source.normalize_module,
+                    "tokenizer": str(source.tokenizer_file) if source.tokenizer_file else None,
+                },
+                graph={**graph.to_dict(), "choice": ATTENTION_CHOICE},
+                inputs=inputs,
+                outputs=outputs,
+                validation={
+                    "checker": "onnx.checker.check_model(path, full_check=True)",
+                    "signature": "ok",
+                    "onnxruntime_providers": ort.get_available_providers(),
+                    "parity": report.to_dict(),
+                    "passed": True,
+                },
+                extras=extras,
+                files=files,
+                options={**options.to_dict(), "precision": options.precision},
+                determinants=determinants,
+                idempotent=idempotence(files, determinants, previous),
+                timings=progress.timings,
+            )
+            fmt.write_json(staging / fmt.MANIFEST_FILE, manifest)
+            same = manifest["idempotence"]["previous_export"]
+            if same is not None:
+                result.append(
+                    "same hashes as the previous export"
+                    if same["same_hashes"]
+                    else f"changed vs previous export: {same['changed_files']}"
+                )
+
+        with progress.step("commit", f"move into {output}"):
+            commit(staging, output)
+    except BaseException:
+        discard(staging)
+        raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    say(summary(output, manifest))
+    return ExportResult(output, manifest)
+
+
+def _parity_text(report: ParityReport) -> str:
+    worst = max(report.max_abs_token, report.max_abs_sentence)
+    verdict = "ok" if report.passed else "FAILED"
+    cosine = f"min cosine {report.min_cosine:.7f}"
+    return f"max|diff| {worst:.2g} (atol {report.atol:g}), {cosine} {verdict}"

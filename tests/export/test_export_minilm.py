@@ -1,0 +1,65 @@
+"""all-MiniLM-L6-v2 exported and run by ONNX Runtime matches sentence-transformers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from export import load_artifact
+from export.artifact import INPUT_NAMES, OUTPUT_NAMES
+from loadtest.corpus import passages
+from models import Tokenizer
+
+
+def ort_embeddings(folder: Path, texts: list[str], batch_size: int) -> np.ndarray:
+    """Plain in-order batches (no length sorting): ragged padding in every batch."""
+    artifact = load_artifact(folder)
+    tokenizer = Tokenizer(artifact.tokenizer_path, artifact.config.max_seq_length)
+    session = ort.InferenceSession(str(artifact.model_path))
+    out = []
+    for start in range(0, len(texts), batch_size):
+        batch = tokenizer.encode(texts[start : start + batch_size])
+        feed = dict(zip(INPUT_NAMES, (batch.input_ids, batch.attention_mask), strict=True))
+        out.append(session.run([OUTPUT_NAMES[1]], feed)[0])
+    emb = np.concatenate(out).astype(np.float64)
+    assert artifact.config.normalize  # the service normalises; do as it will
+    return emb / np.linalg.norm(emb, axis=1, keepdims=True)
+
+
+def test_matches_sentence_transformers_on_real_text(
+    minilm_artifact: Path, reference, corpus: list[str]
+) -> None:
+    assert len(corpus) >= 300 and len(passages()) > 0
+    expected = reference.encode(corpus, batch_size=32, normalize_embeddings=True)
+    for batch_size in (17, 45):
+        served = ort_embeddings(minilm_artifact, corpus, batch_size)
+        cosine = (served * expected.astype(np.float64)).sum(axis=1)
+        assert cosine.min() >= 0.99999, (batch_size, cosine.min())
+
+
+def test_minilm_artifact_records_its_graph_and_config(minilm_artifact: Path) -> None:
+    artifact = load_artifact(minilm_artifact)
+    config = artifact.config
+    assert (config.model_name, config.dimension, config.max_seq_length) == (
+        "all-MiniLM-L6-v2",
+        384,
+        256,
+    )
+    assert (config.pooling, config.normalize, config.vocab_size) == ("mean", True, 30522)
+    assert config.attention == "math" and config.precision == "fp32"
+    manifest = json.loads((minilm_artifact / "manifest.json").read_text())
+    assert manifest["model"]["normalize_module"] is True
+    graph = manifest["graph"]
+    assert (graph["exporter"], graph["attention"], graph["opset"]) == ("dynamo", "math", 20)
+    ops = graph["op_counts"]
+    # The lean form: one Softmax and two attention MatMuls per layer, native Gelu, and none of
+    # the Slice/Concat shape work that scaled_dot_product_attention exports to.
+    assert ops["Softmax"] == 6 and ops["Gelu"] == 6 and ops["MatMul"] == 48
+    assert ops.get("Slice", 0) <= 1 and ops.get("Concat", 0) <= 2
+    parity = manifest["validation"]["parity"]
+    assert len(parity["cases"]) == 16 and {c["seq"] for c in parity["cases"]} == {1, 7, 128, 256}
+    assert parity["max_abs_token_embeddings"] < 1e-4
+    assert parity["min_cosine_sentence_embedding"] > 0.99999
