@@ -34,3 +34,16 @@ def warm_up(backend: Backend, max_length: int, pad_id: int = 0) -> None:
     for batch, length in ((1, 8), (8, 32), (2, max_length)):
         ids = np.full((batch, length), pad_id + 1, dtype=np.int64)
         backend.run(ids, np.ones_like(ids))
+
+
+class GraphBackend:
+    """A backend over an exported graph whose outputs are fetched by name."""
+
+    def _run(self, output: str, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        return self._run("sentence_embedding", input_ids, attention_mask)
+
+    def run_tokens(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        return self._run("token_embeddings", input_ids, attention_mask)

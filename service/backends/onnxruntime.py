@@ -8,10 +8,12 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from .base import GraphBackend
+
 log = logging.getLogger(__name__)
 
 
-class OnnxRuntimeBackend:
+class OnnxRuntimeBackend(GraphBackend):
     name = "onnxruntime"
 
     def __init__(
@@ -37,12 +39,6 @@ class OnnxRuntimeBackend:
     def _run(self, output: str, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
         return self.session.run([output], feeds)[0].astype(np.float32, copy=False)
-
-    def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        return self._run("sentence_embedding", input_ids, attention_mask)
-
-    def run_tokens(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        return self._run("token_embeddings", input_ids, attention_mask)
 
     def describe(self) -> dict[str, object]:
         return {

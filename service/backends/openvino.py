@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import openvino as ov
 
+from .base import GraphBackend
+
 _HINTS = {"fp32": "f32", "bf16": "bf16"}
 
 
@@ -19,7 +21,7 @@ def cpu_supports_bf16() -> bool:
     return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
-class OpenVinoBackend:
+class OpenVinoBackend(GraphBackend):
     name = "openvino"
 
     def __init__(self, model_path: Path, threads: int, precision: str = "fp32") -> None:
@@ -43,12 +45,6 @@ class OpenVinoBackend:
         result = self.request.infer({"input_ids": input_ids, "attention_mask": attention_mask})
         # The request reuses its output buffers: copy before the next call overwrites them.
         return np.array(result[self._outputs[output]], dtype=np.float32, copy=True)
-
-    def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        return self._run("sentence_embedding", input_ids, attention_mask)
-
-    def run_tokens(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        return self._run("token_embeddings", input_ids, attention_mask)
 
     def describe(self) -> dict[str, object]:
         return {

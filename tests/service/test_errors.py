@@ -77,15 +77,20 @@ def test_service_is_healthy_after_all_that(client: httpx.Client, minilm) -> None
     assert abs(float(served[0] @ minilm.encode(["still answering correctly"])[0]) - 1) < 1e-4
 
 
+def burst(url: str, body: dict, n: int) -> list[httpx.Response]:
+    """``n`` copies of one request, all at once."""
+
+    async def send() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=url, timeout=120) as c:
+            return await asyncio.gather(*(c.post("/v1/embeddings", json=body) for _ in range(n)))
+
+    return asyncio.run(send())
+
+
 def test_queue_full_is_429_with_retry_after(deploy: Callable[..., str], minilm) -> None:
     url = deploy(batching={"max_queued_inputs": 8, "batch_wait_timeout_s": 0.05})
 
-    async def burst() -> list[httpx.Response]:
-        async with httpx.AsyncClient(base_url=url, timeout=120) as c:
-            body = {"input": [LONG] * 8}
-            return await asyncio.gather(*(c.post("/v1/embeddings", json=body) for _ in range(12)))
-
-    responses = asyncio.run(burst())
+    responses = burst(url, {"input": [LONG] * 8}, 12)
     statuses = sorted(r.status_code for r in responses)
     assert 200 in statuses and 429 in statuses, statuses
     assert set(statuses) <= {200, 429}
@@ -101,12 +106,7 @@ def test_queue_full_is_429_with_retry_after(deploy: Callable[..., str], minilm) 
 def test_ray_router_backpressure_is_429_with_retry_after(deploy: Callable[..., str]) -> None:
     url = deploy(max_ongoing_requests=2, max_queued_requests=1)
 
-    async def burst() -> list[httpx.Response]:
-        async with httpx.AsyncClient(base_url=url, timeout=120) as c:
-            body = {"input": [LONG] * 4}
-            return await asyncio.gather(*(c.post("/v1/embeddings", json=body) for _ in range(12)))
-
-    responses = asyncio.run(burst())
+    responses = burst(url, {"input": [LONG] * 4}, 12)
     statuses = sorted(r.status_code for r in responses)
     assert 200 in statuses and 429 in statuses, statuses
     assert set(statuses) <= {200, 429}
