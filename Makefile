@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test lint format clean gpu-check
+.PHONY: serve test bench lint format clean gpu-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ serve: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -m "not slow"
+
+# Offline and served benchmarks on the same texts; rewrites docs/benchmarks.md (about 5 minutes).
+bench: $(STAMP)
+	$(PY) -m loadtest.bench
 
 # Exports an fp16 artifact, checks parity, serves it on CUDA and load-tests it; skips without a GPU.
 gpu-check: $(STAMP)

@@ -1,0 +1,110 @@
+"""Measurements → report rows: offline and served throughput, latency, accuracy, client cost."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..driver import RunResult
+from .offline import Measurement
+from .results import Accuracy, ClientOverhead, Row, Shape
+
+BASELINE = "sentence-transformers fp32"
+SERVED_ROWS = {  # run name → (shape, load)
+    "w1": ("single", "W1: closed ×1 (sequential)"),
+    "w2": ("short32", "W2: closed ×4"),
+    "w3": ("long8", "W3: closed ×2"),
+    "w4": ("single", "W4: open loop, highest rate within the p99 objective"),
+}
+
+
+def accuracy(short: np.ndarray | None, long: np.ndarray | None, reference: np.ndarray) -> Accuracy:
+    """Cosine to the reference of every sentence (first pass of the 32-sentence batches, which
+    walk the corpus in order) and every passage; ``reference`` is sentences then passages."""
+    assert short is not None and long is not None
+    n_passages = len(long)
+    n_sentences = len(reference) - n_passages
+    vectors = np.concatenate([short[:n_sentences], long])
+    cos = (vectors * reference).sum(1) / (
+        np.linalg.norm(vectors, axis=1) * np.linalg.norm(reference, axis=1)
+    )
+    return Accuracy(texts=len(cos), min_cosine=float(cos.min()), mean_cosine=float(cos.mean()))
+
+
+def offline_rows(
+    measured: dict[tuple[str, str], Measurement], shapes: list[Shape], acc: dict[str, Accuracy]
+) -> list[Row]:
+    rows = []
+    per_request = {s.key: s.inputs_per_request for s in shapes}
+    for (system, shape), m in measured.items():
+        p50, p99 = np.percentile(m.batch_ms, [50, 99]) if m.batch_ms else (None, None)
+        rows.append(
+            Row(
+                key=f"offline.{system}.{shape}",
+                section="offline",
+                system=system,
+                shape=shape,
+                load="offline",
+                inputs_per_s=m.inputs_per_s,
+                median_inputs_per_s=m.median_inputs_per_s,
+                requests_per_s=m.inputs_per_s / per_request[shape],
+                p50_ms=float(p50) if p50 is not None else None,
+                p99_ms=float(p99) if p99 is not None else None,
+                mean_ms=float(np.mean(m.batch_ms)),
+                vs_baseline=1.0 if system == BASELINE else None,
+                min_cosine=acc[system].min_cosine if system in acc else None,
+            )
+        )
+    return rows
+
+
+def served_system(info: dict | None) -> str:
+    """ "embedserve served <backend> <precision>" from the server's /info."""
+    backend = (info or {}).get("backend") or {}
+    return f"embedserve {backend.get('name', '?')} {backend.get('precision', '?')} served"
+
+
+def served_rows(runs: dict[str, RunResult], system: str, acc: Accuracy) -> list[Row]:
+    rows = []
+    for name, (shape, load) in SERVED_ROWS.items():
+        if name not in runs:
+            continue
+        s = runs[name].summary
+        note = ""
+        if s.sweep is not None:
+            best = s.sweep.max_rate_rps
+            note = f"highest offered rate that held: {best:g} req/s" if best else "no rate held"
+        rows.append(
+            Row(
+                key=f"served.{name}",
+                section="served",
+                system=system,
+                shape=shape,
+                load=load,
+                inputs_per_s=s.inputs_per_s,
+                requests_per_s=s.throughput_rps,
+                p50_ms=s.latency_ms.p50,
+                p99_ms=s.latency_ms.p99,
+                mean_ms=s.latency_ms.mean,
+                min_cosine=acc.min_cosine,
+                client_cpu_pct=100 * s.client.cpu_s / max(s.duration_s, 1e-9),
+                note=note,
+            )
+        )
+    return rows
+
+
+def client_rows(runs: dict[str, RunResult]) -> list[ClientOverhead]:
+    labels = {"short": "1 sentence", "short32": "32 sentences (384-d answers)"}
+    out = []
+    for name, result in runs.items():
+        s = result.summary
+        out.append(
+            ClientOverhead(
+                shape=labels.get(name, name),
+                concurrency=int(s.config.get("concurrency", 1)),
+                requests_per_s=s.throughput_rps,
+                cpu_ms_per_request=s.client.cpu_ms_per_request or 0.0,
+                p50_ms=s.latency_ms.p50,
+            )
+        )
+    return out

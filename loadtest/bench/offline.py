@@ -1,0 +1,192 @@
+"""Offline throughput: the same texts through each encoder in-process, no HTTP, no server.
+
+Each embedserve backend runs through exactly the replica's code path: tokenize with the
+artifact's tokenizer, sort by length, cut into micro-batches (``plan_micro_batches``), ``pad``,
+``backend.run``, normalise. sentence-transformers runs its own ``encode``. Both get the texts in
+the same batches as the served workloads' requests.
+
+The machine is shared and noisy, so encoders are measured in interleaved rounds (each round runs
+every encoder once, in rotating order): a burst of someone else's load hurts one round of each
+encoder rather than all rounds of one. The best round is reported (the median is kept too):
+torch eager at two OpenMP threads slows down tenfold or more whenever another tenant takes a
+core, far more than ONNX Runtime or OpenVINO, so the best round is the estimate that is fair
+to the sentence-transformers baseline.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+class Encoder:
+    """Texts in, unit-length float32 vectors out, in input order."""
+
+    name: str
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        raise NotImplementedError
+
+
+class SentenceTransformersEncoder(Encoder):
+    def __init__(self, folder: str) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        self.name = "sentence-transformers fp32"
+        self.model = SentenceTransformer(folder, device="cpu")
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        out = self.model.encode(
+            texts, batch_size=len(texts), normalize_embeddings=True, show_progress_bar=False
+        )
+        return np.asarray(out, dtype=np.float32)
+
+
+class BackendEncoder(Encoder):
+    """An embedserve backend behind the replica's batching steps (one request = one batch)."""
+
+    def __init__(self, backend, tokenizer, pad_id: int, overhead_tokens: int) -> None:
+        self.backend = backend
+        self.name = f"embedserve {backend.name} {backend.precision} (offline)"
+        self.tokenizer = tokenizer
+        self.pad_id = pad_id
+        self.overhead_tokens = overhead_tokens
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        from service.batching import pad, plan_micro_batches
+
+        ids = [np.asarray(s, dtype=np.int64) for s in self.tokenizer.tokenize(texts)]
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        lengths = [len(ids[i]) for i in order]
+        out: np.ndarray | None = None
+        for start, end in plan_micro_batches(lengths, self.overhead_tokens):
+            members = order[start:end]
+            batch, mask = pad([ids[i] for i in members], self.pad_id)
+            pooled = self.backend.run(batch, mask)
+            if out is None:
+                out = np.empty((len(texts), pooled.shape[1]), dtype=np.float32)
+            out[members] = pooled
+        assert out is not None
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+
+
+# Every CPU path the service offers; those this machine or artifact lacks are skipped.
+CPU_BACKENDS = (
+    ("torch", "fp32"),
+    ("onnxruntime", "fp32"),
+    ("onnxruntime", "int8"),
+    ("openvino", "fp32"),
+    ("openvino", "bf16"),
+)
+
+
+def backend_encoders(artifact_dir, threads: int) -> tuple[list[BackendEncoder], dict[str, str]]:
+    """The service's backends, built by the service's own ``create_backend`` as a replica
+    builds them (same artifact, same thread budget); and why any were skipped."""
+    from export.artifact import load_artifact
+    from export.errors import ExportError
+    from models.tokenizer import Tokenizer
+    from service.backends import create_backend
+    from service.settings import ServiceSettings
+
+    artifact = load_artifact(artifact_dir)
+    config = artifact.config
+    tokenizer = Tokenizer(artifact.tokenizer_path, config.max_seq_length)
+    encoders, skipped = [], {}
+    for name, precision in CPU_BACKENDS:
+        settings = ServiceSettings(
+            artifact=artifact_dir, backend=name, precision=precision, num_cpus=threads
+        )
+        try:
+            backend, _ = create_backend(settings, artifact)
+        except (ValueError, ExportError, ImportError) as exc:
+            skipped[f"{name} {precision}"] = str(exc)
+            log.info("skipping %s %s: %s", name, precision, exc)
+            continue
+        encoders.append(
+            BackendEncoder(
+                backend, tokenizer, config.pad_token_id,
+                settings.batching.micro_batch_overhead_tokens,
+            )
+        )  # fmt: skip
+    return encoders, skipped
+
+
+@dataclass
+class Measurement:
+    """One encoder on one shape, over all rounds."""
+
+    encoder: str
+    shape: str
+    inputs_per_round: int
+    round_s: list[float] = field(default_factory=list)
+    batch_ms: list[float] = field(default_factory=list)
+    vectors: np.ndarray | None = None  # from the first round, in batch order
+
+    @property
+    def inputs_per_s(self) -> float:
+        """Best round: the least disturbed by other tenants (and the kindest to the baseline)."""
+        return self.inputs_per_round / min(self.round_s)
+
+    @property
+    def median_inputs_per_s(self) -> float:
+        return self.inputs_per_round / float(np.median(self.round_s))
+
+    @property
+    def batches_per_s(self) -> float:
+        return len(self.batch_ms) / (sum(self.round_s) or 1e-9)
+
+
+def one_pass(encoder: Encoder, batches: list[list[str]]) -> float:
+    """Inputs/s of one pass over ``batches`` (for the paired served-vs-offline check)."""
+    start = time.perf_counter()
+    for batch in batches:
+        encoder.encode(batch)
+    return sum(len(b) for b in batches) / (time.perf_counter() - start)
+
+
+def measure(
+    encoders: list[Encoder],
+    shapes: dict[str, list[list[str]]],
+    rounds: int,
+    into: dict[tuple[str, str], Measurement] | None = None,
+    on_round: Callable[[int], None] | None = None,
+) -> dict[tuple[str, str], Measurement]:
+    """Time every encoder on every shape's batches, ``rounds`` interleaved times."""
+    results = into if into is not None else {}
+    for encoder in encoders:  # first calls pay for allocation and kernel selection
+        for batches in shapes.values():
+            encoder.encode(batches[0])
+    for r in range(rounds):
+        for shape, batches in shapes.items():
+            turn = r % len(encoders)
+            for encoder in encoders[turn:] + encoders[:turn]:
+                key = (encoder.name, shape)
+                m = results.setdefault(
+                    key, Measurement(encoder.name, shape, sum(len(b) for b in batches))
+                )
+                vectors = []
+                start = time.perf_counter()
+                for batch in batches:
+                    t = time.perf_counter()
+                    vectors.append(encoder.encode(batch))
+                    m.batch_ms.append((time.perf_counter() - t) * 1000)
+                m.round_s.append(time.perf_counter() - start)
+                if m.vectors is None:
+                    m.vectors = np.concatenate(vectors)
+                log.info(
+                    "round %d %s %s: %.1f inputs/s",
+                    r + 1,
+                    shape,
+                    encoder.name,
+                    m.inputs_per_round / m.round_s[-1],
+                )
+        if on_round is not None:
+            on_round(r)
+    return results

@@ -1,0 +1,205 @@
+"""The benchmark's pieces that need no model: offline timing and the replica's batching path,
+accuracy, and rendering the report (with its plots) from results."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from loadtest.bench.collect import accuracy
+from loadtest.bench.figures import throughput_plot
+from loadtest.bench.offline import BackendEncoder, Encoder, measure
+from loadtest.bench.report import render
+from loadtest.bench.results import (
+    Accuracy,
+    BenchResults,
+    Machine,
+    Row,
+    ServedVsOffline,
+    Shape,
+)
+
+
+class WordTokenizer:
+    def tokenize(self, texts: list[str]) -> list[list[int]]:
+        return [[101, *(len(w) for w in t.split()), 102] for t in texts]
+
+
+class SumBackend:
+    """'Pools' a row as (real-token sum, count): any padding leak would change the answer."""
+
+    name, precision = "sum", "fp32"
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, int]] = []
+
+    def run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        self.calls.append(ids.shape)
+        return np.stack([(ids * mask).sum(1), mask.sum(1)], axis=1).astype(np.float32)
+
+
+def test_backend_encoder_follows_the_replica_path_and_keeps_order() -> None:
+    backend = SumBackend()
+    encoder = BackendEncoder(backend, WordTokenizer(), pad_id=0, overhead_tokens=0)
+    assert encoder.name == "embedserve sum fp32 (offline)"
+    texts = ["a much longer sentence than the others here", "hi", "two words", "x"]
+    out = encoder.encode(texts)
+    ids = WordTokenizer().tokenize(texts)
+    expected = np.array([[sum(s), len(s)] for s in ids], dtype=np.float32)
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    assert np.allclose(out, expected)
+    # Sorted by length and cut (no overhead per call: one micro-batch per distinct length).
+    assert len(backend.calls) > 1 and sum(b for b, _ in backend.calls) == 4
+
+
+class Echo(Encoder):
+    def __init__(self, name: str, log: list[str]) -> None:
+        self.name, self.log = name, log
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        self.log.append(self.name)
+        return np.ones((len(texts), 3), dtype=np.float32)
+
+
+def test_measure_interleaves_rounds_and_keeps_first_vectors() -> None:
+    log: list[str] = []
+    encoders = [Echo("a", log), Echo("b", log)]
+    shapes = {"s": [["x", "y"], ["z"]]}
+    results = measure(encoders, shapes, rounds=2)
+    assert log == ["a", "b"] + ["a", "a", "b", "b"] + ["b", "b", "a", "a"]  # warm-up, rotation
+    m = results[("a", "s")]
+    assert m.inputs_per_round == 3 and len(m.round_s) == 2 and len(m.batch_ms) == 4
+    assert m.vectors is not None and m.vectors.shape == (3, 3) and m.inputs_per_s > 0
+
+
+def test_accuracy_uses_each_text_once() -> None:
+    reference = np.eye(4, dtype=np.float32)  # three sentences, one passage
+    short = np.concatenate([np.eye(4, dtype=np.float32)[:3], np.eye(4)[:1]])  # wrapped batch
+    long = np.array([[0, 0, 1, 1]], dtype=np.float32)
+    acc = accuracy(short, long, reference)
+    assert acc.texts == 4
+    assert acc.min_cosine == pytest.approx(np.sqrt(0.5))
+    assert acc.mean_cosine == pytest.approx((3 + np.sqrt(0.5)) / 4)
+
+
+def _results() -> BenchResults:
+    shapes = [Shape(key="short32", label="32 sentences", inputs_per_request=32, texts=666)]
+    rows = [
+        Row(
+            key="offline.st.short32",
+            section="offline",
+            system="sentence-transformers fp32",
+            shape="short32",
+            load="offline",
+            inputs_per_s=100,
+            requests_per_s=3.1,
+            p50_ms=300,
+            p99_ms=400,
+            vs_baseline=1.0,
+            min_cosine=0.99999,
+        ),
+        Row(
+            key="served.w2",
+            section="served",
+            system="embedserve served",
+            shape="short32",
+            load="W2: closed ×4",
+            inputs_per_s=180,
+            requests_per_s=5.6,
+            p50_ms=700,
+            p99_ms=900,
+            mean_ms=710,
+            vs_baseline=1.8,
+            min_cosine=0.99994,
+            client_cpu_pct=1.5,
+        ),
+    ]
+    return BenchResults(
+        generated_at="2026-01-01T00:00:00+00:00",
+        command="make bench",
+        duration_s=300,
+        machine=Machine(
+            cpu_model="AMD EPYC",
+            cores=2,
+            avx512_bf16=True,
+            amx=False,
+            python="3.11",
+            platform="linux",
+            versions={"torch": "2"},
+            git_commit="abc",
+            git_dirty=False,
+            load_avg_start=(1, 1, 1),
+        ),
+        settings={"rounds": 3, "threads": 2, "durations": {"w2": "30 s"}},
+        shapes=shapes,
+        rows=rows,
+        accuracy={
+            "sentence-transformers fp32": Accuracy(texts=714, min_cosine=0.99999, mean_cosine=1.0)
+        },
+        served_vs_offline=ServedVsOffline(
+            backend="embedserve x fp32 (offline)",
+            served_inputs_per_s=180,
+            offline_inputs_per_s=200,
+            ratio=0.9,
+            pairs=[(200, 180)],
+            seconds_per_served_run=10,
+        ),
+        server_split={},
+        server_info=None,
+        sweep=None,
+        client_overhead=[],
+        plots=["benchmarks/throughput.png"],
+    )
+
+
+def test_report_renders_numbers_ratios_and_accuracy(tmp_path: Path) -> None:
+    results = _results()
+    text = render(results)
+    assert text.startswith("# Benchmarks") and "make bench" in text
+    assert (
+        "| 32 sentences | embedserve served | W2: closed ×4 | 180.0 | – | 5.6 | 700.0 | 900.0 "
+        "| 1.80× | 0.999940 |" in text
+    )
+    assert "**90%** (median pair), which meets the 90% target" in text
+    assert "`embedserve x fp32 (offline)`" in text
+    assert "AMD EPYC, 2 cores" in text and "![throughput](benchmarks/throughput.png)" in text
+    labels = {s.key: s.label for s in results.shapes}
+    png = throughput_plot(results.rows, labels, tmp_path / "throughput.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    again = BenchResults.model_validate_json(results.model_dump_json())
+    assert render(again) == text
+
+
+def test_cpu_breakdown_attributes_every_tick() -> None:
+    from loadtest.bench.cpu import TICK, Snapshot, breakdown, snapshot
+
+    me = snapshot([])
+    assert me.threads and me.machine_busy > 0  # this process, from /proc
+    before = Snapshot(
+        threads={1: {1: 0, 2: 0, 3: 0}, 2: {4: 0}, 3: {5: 0}},
+        kinds={1: "replica", 2: "Ray HTTP proxy", 3: "load generator (bench process)"},
+        machine_busy=0,
+        machine_idle=0,
+        steal=0,
+    )
+    ten_s = 10 * TICK  # one core for ten seconds
+    after = Snapshot(
+        threads={1: {1: ten_s, 2: ten_s // 2, 3: ten_s // 10}, 2: {4: ten_s // 10},
+                 3: {5: ten_s // 50}},
+        kinds=before.kinds,
+        machine_busy=ten_s * 2,
+        machine_idle=0,
+        steal=0,
+    )  # fmt: skip
+    shares = breakdown(before, after, wall_s=10).shares
+    n = os.cpu_count() or 2
+    if n == 2:
+        assert shares["replica: inference threads"] == pytest.approx(150)
+        assert shares["replica: other threads"] == pytest.approx(10)
+    assert shares["Ray HTTP proxy"] == pytest.approx(10)
+    assert shares["load generator (bench process)"] == pytest.approx(2)
+    assert shares["other processes on the machine"] == pytest.approx(200 - 172)
+    assert sum(shares.values()) == pytest.approx(200)
