@@ -59,9 +59,11 @@ async def parse(request: Request, model: type[BaseModel], limit: int) -> Any:
         return model.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or None
-        message = f"{where}: {first['msg']}" if where else first["msg"]
-        raise ApiError(422, message, where, "invalid_value") from None
+        path = ".".join(str(p) for p in first["loc"])
+        message = f"{path}: {first['msg']}" if path else first["msg"]
+        # The field, not pydantic's union member ("input", not "input.str").
+        param = str(first["loc"][0]) if first["loc"] else None
+        raise ApiError(422, message, param, "invalid_value") from None
 
 
 def check_inputs(count: int, max_inputs: int) -> None:

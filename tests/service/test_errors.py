@@ -43,7 +43,9 @@ def openai_error(response: httpx.Response, status: int) -> dict:
     ],
 )
 def test_openai_client_mistakes(client: httpx.Client, body: dict, status: int) -> None:
-    openai_error(client.post("/v1/embeddings", json=body), status)
+    error = openai_error(client.post("/v1/embeddings", json=body), status)
+    if error["param"] is not None:
+        assert error["param"] in ("input", "encoding_format", "dimensions", "model")
 
 
 def test_malformed_json(client: httpx.Client) -> None:
