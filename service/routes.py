@@ -81,13 +81,17 @@ def check_texts(texts: list[str]) -> None:
             raise ApiError(400, f"input[{index}] is an empty string", "input", "empty_input")
 
 
-def finish(vectors: np.ndarray, normalize: bool, dimensions: int | None, dim: int) -> np.ndarray:
+def check_dimensions(dimensions: int | None, dim: int) -> None:
+    """Refuse a ``dimensions`` the model cannot give before any inference is spent on it."""
+    if dimensions is not None and dimensions > dim:
+        raise ApiError(
+            400, f"dimensions must be between 1 and {dim}", "dimensions", "invalid_dimensions"
+        )
+
+
+def finish(vectors: np.ndarray, normalize: bool, dimensions: int | None) -> np.ndarray:
     """``(n, D)`` pooled vectors → optionally cut to ``dimensions``, then unit length."""
     if dimensions is not None:
-        if dimensions > dim:
-            raise ApiError(
-                400, f"dimensions must be between 1 and {dim}", "dimensions", "invalid_dimensions"
-            )
         vectors = vectors[:, :dimensions]
     if normalize:
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -180,11 +184,12 @@ def build_api(engine: Embedder) -> FastAPI:
                 404, f"model {req.model!r} is not served here; use {engine.model_name!r}",
                 "model", "model_not_found",
             )  # fmt: skip
+        check_dimensions(req.dimensions, engine.dimension)
         inputs = req.input
         if isinstance(inputs, str) or (inputs and isinstance(inputs[0], int)):
             inputs = [inputs]
         result = await embed_texts_or_ids(inputs, settings.truncate, "right", per_token=False)
-        vectors = finish(np.stack(result.vectors), True, req.dimensions, engine.dimension)
+        vectors = finish(np.stack(result.vectors), True, req.dimensions)
         if req.encoding_format == "base64":
             items = [base64.b64encode(v.astype("<f4").tobytes()).decode() for v in vectors]
         else:
@@ -207,7 +212,7 @@ def build_api(engine: Embedder) -> FastAPI:
         if per_token:
             body: Any = result.vectors
         else:
-            body = finish(np.stack(result.vectors), req.normalize, None, engine.dimension)
+            body = finish(np.stack(result.vectors), req.normalize, None)
         return body, timing_headers(result)
 
     @api.post("/embed")

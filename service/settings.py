@@ -76,7 +76,7 @@ class ServiceSettings(BaseModel):
     num_cpus: float = Field(1.0, gt=0, description="CPU budget of a replica: its runtime threads")
     num_gpus: float = Field(0.0, ge=0)
     max_ongoing_requests: int = Field(
-        256, ge=1, description="requests a replica holds at once; must cover a full batch"
+        256, ge=2, description="requests a replica holds at once (Ray's default of 5 caps batches)"
     )
     max_queued_requests: int = Field(
         1024, ge=-1, description="requests waiting for a replica in Ray's router (-1: no bound)"
@@ -89,12 +89,6 @@ class ServiceSettings(BaseModel):
         None, description="prometheus multiprocess folder shared by the replicas of a node"
     )
     batching: BatchingConfig = BatchingConfig()
-
-    @model_validator(mode="after")
-    def _batch_fits_in_flight(self) -> ServiceSettings:
-        if self.max_ongoing_requests < 2:
-            raise ValueError("max_ongoing_requests must be at least 2 so batches can form")
-        return self
 
     @property
     def intra_op_threads(self) -> int:

@@ -34,7 +34,13 @@ def test_api_keys_from_env_are_secret() -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    [{"port": 70000}, {"num_replicas": 0}, {"colour": "blue"}, {"batching": {"max_batch_size": 0}}],
+    [
+        {"port": 70000},
+        {"num_replicas": 0},
+        {"max_ongoing_requests": 1},
+        {"colour": "blue"},
+        {"batching": {"max_batch_size": 0}},
+    ],
 )
 def test_invalid_settings_are_rejected(bad: dict) -> None:
     with pytest.raises(ValidationError):
