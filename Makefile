@@ -21,7 +21,7 @@ serve: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -m "not slow"
 
-# Offline and served benchmarks on the same texts; rewrites docs/benchmarks.md (about 5 minutes).
+# Offline and served benchmarks on the same texts; rewrites docs/benchmarks.md (about 9 minutes).
 bench: $(STAMP)
 	$(PY) -m loadtest.bench
 

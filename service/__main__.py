@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from .settings import DEFAULT_ARTIFACT, load_settings
+from .settings import DEFAULT_ARTIFACT, ServiceSettings, load_settings
 
 log = logging.getLogger("embedserve")
 
@@ -25,12 +25,16 @@ def parse_args(argv: list[str] | None = None) -> tuple[Path | None, dict[str, An
     )
     p.add_argument("--host")
     p.add_argument("--port", type=int)
+    p.add_argument(
+        "--ingress", choices=["haproxy", "proxy"], help="HAProxy (default) or Ray's proxy"
+    )
     p.add_argument("--backend", choices=["auto", "onnxruntime", "openvino", "torch"])
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16", "int8"])
     p.add_argument("--device", choices=["cpu", "cuda"])
     p.add_argument("--num-replicas", type=int)
     p.add_argument("--num-cpus", type=float, help="CPU budget per replica (its runtime threads)")
     p.add_argument("--num-gpus", type=float)
+    p.add_argument("--streams", type=int, help="inference streams per replica (0: auto)")
     p.add_argument("--max-ongoing-requests", type=int)
     p.add_argument("--max-queued-requests", type=int)
     p.add_argument("--api-key", action="append", dest="api_keys", help="repeat for several keys")
@@ -60,6 +64,15 @@ def ensure_default_artifact(artifact: Path) -> None:
         sys.exit("error: exporting the default model failed")
 
 
+def default_cpu_budget(settings: ServiceSettings, cores: int) -> ServiceSettings:
+    """Unless a CPU budget was given, share this machine's cores among the replicas: a local
+    server should not leave half the machine idle (``build_app`` keeps the explicit default)."""
+    if "num_cpus" in settings.model_fields_set or settings.device != "cpu":
+        return settings
+    replicas = settings.autoscaling.max_replicas if settings.autoscaling else settings.num_replicas
+    return settings.model_copy(update={"num_cpus": float(max(1, cores // replicas))})
+
+
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     config, cli = parse_args(argv)
@@ -67,16 +80,16 @@ def main(argv: list[str] | None = None) -> None:
         settings = load_settings(config, cli)
     except (ValueError, OSError) as exc:
         sys.exit(f"error: {exc}")
+    settings = default_cpu_budget(settings, os.cpu_count() or 1)
     ensure_default_artifact(settings.artifact)
 
     import ray
     from ray import serve
 
     from .app import build_app
-    from .proxy import CALLBACK, CALLBACK_ENV
+    from .ingress import ray_environment
 
-    # Ray's proxy answers some failures itself; this makes those answers JSON like ours.
-    os.environ.setdefault(CALLBACK_ENV, CALLBACK)
+    os.environ.update(ray_environment(settings.ingress, os.environ))
     cpus = max(os.cpu_count() or 1, int(settings.num_replicas * settings.num_cpus + 0.999))
     ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False)
     stop = threading.Event()

@@ -4,13 +4,21 @@ Each input of each request is one item of Ray Serve's ``@serve.batch`` queue, so
 cannot hold a batch to itself and small requests are never stuck behind it. A gathered batch is
 capped both by count and by padded tokens (inputs × longest); it is then sorted by length and cut
 into micro-batches that minimise padding, which run one after the other on the inference thread.
+
+Ray gathers the next batch while the previous one runs, after a fixed wait: on a busy replica that
+makes many small batches queue up behind the worker. So gathered batches are parked, and whenever
+a worker frees up it takes everything parked, up to the token budget, as one batch (the policy
+of text-embeddings-inference): an idle worker starts at once, a busy one gets full batches.
+A replica has one worker per inference stream of its backend (``backends.resolve_streams``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,6 +28,15 @@ from ray import serve
 
 from .backends.base import Backend
 from .settings import BatchingConfig
+
+
+def _not_ray_batch_size_warning(record: logging.LogRecord) -> bool:
+    """Ray compares ``max_batch_size`` with ``max_ongoing_requests`` as if both counted requests;
+    ours counts tokens (``batch_cost``), so that warning would always fire, and always wrongly."""
+    return "will never achieve the configured `max_batch_size`" not in record.getMessage()
+
+
+logging.getLogger("ray.serve").addFilter(_not_ray_batch_size_warning)
 
 
 @dataclass(slots=True)
@@ -37,6 +54,14 @@ class ItemResult:
     vector: np.ndarray  # (D,) pooled, or (T, D) per token
     started: float  # when its micro-batch started running
     finished: float
+
+
+@dataclass(slots=True)
+class Parked:
+    """A batch Ray gathered, waiting for the worker."""
+
+    items: list[Item]
+    done: asyncio.Future[list[ItemResult]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,22 +116,35 @@ def pad(sequences: list[np.ndarray], pad_id: int) -> tuple[np.ndarray, np.ndarra
     return ids, mask
 
 
+@dataclass(eq=False)
+class Worker:
+    """One inference stream: a backend and the one thread allowed to call it."""
+
+    backend: Backend
+    thread: ThreadPoolExecutor
+    running_since: float | None = None  # start of the micro-batch it runs now
+
+
 class TokenBudgetBatcher:
-    """Owns the backend and its single inference thread; ``submit`` one input, await its vector."""
+    """Owns the backends, a thread each; ``submit`` one input, await its vector."""
 
     def __init__(
         self,
-        backend: Backend,
+        backends: list[Backend],
         config: BatchingConfig,
         pad_id: int,
         on_micro_batch: Callable[[MicroBatchStats], None] | None = None,
     ) -> None:
-        self.backend = backend
         self.pad_id = pad_id
         self.on_micro_batch = on_micro_batch
         self.queued_inputs = 0
-        self.running_since: float | None = None  # start of the micro-batch now running
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+        self.workers = [
+            Worker(backend, ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"inference{k}"))
+            for k, backend in enumerate(backends)
+        ]
+        self._idle = list(self.workers)
+        self._parked: deque[Parked] = deque()
+        self._running: set[asyncio.Task[None]] = set()
         self.configure(config)
 
     def configure(self, config: BatchingConfig) -> None:
@@ -115,6 +153,13 @@ class TokenBudgetBatcher:
         self._slot_tokens = math.ceil(config.max_batch_tokens / config.max_batch_size)
         self._gather.set_max_batch_size(config.max_batch_tokens)
         self._gather.set_batch_wait_timeout_s(config.batch_wait_timeout_s)
+
+    @property
+    def running_since(self) -> float | None:
+        """Start of the oldest micro-batch running now; None when every worker is idle."""
+        return min(
+            (w.running_since for w in self.workers if w.running_since is not None), default=None
+        )
 
     def has_room(self, n_inputs: int) -> bool:
         return self.queued_inputs + n_inputs <= self.config.max_queued_inputs
@@ -127,13 +172,63 @@ class TokenBudgetBatcher:
         finally:
             self.queued_inputs -= 1
 
-    @serve.batch(max_batch_size=16384, batch_wait_timeout_s=0.002, batch_size_fn=batch_cost)
+    # Every gathered batch goes straight on to be parked: Ray's per-batch semaphore must not
+    # hold any back, so its bound is set beyond the most inputs a replica ever queues.
+    @serve.batch(
+        max_batch_size=16384,
+        batch_wait_timeout_s=0.0,
+        batch_size_fn=batch_cost,
+        max_concurrent_batches=1 << 30,
+    )
     async def _gather(self, items: list[Item]) -> list[ItemResult]:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._worker, self._run, items)
+        parked = Parked(items, asyncio.get_running_loop().create_future())
+        self._parked.append(parked)
+        self._dispatch()
+        return await parked.done
 
-    def _run(self, items: list[Item]) -> list[ItemResult]:
-        """On the inference thread: sort, cut, run, and hand results back in input order."""
+    def _dispatch(self) -> None:
+        """Hand parked batches to idle workers, each taking all that fits the token budget."""
+        while self._parked and self._idle:
+            taken = [p for p in self._take() if not p.done.done()]  # done: caller gone
+            if taken:
+                task = asyncio.create_task(self._work(self._idle.pop(), taken))
+                self._running.add(task)
+                task.add_done_callback(self._running.discard)
+
+    async def _work(self, worker: Worker, taken: list[Parked]) -> None:
+        items = [item for parked in taken for item in parked.items]
+        loop = asyncio.get_running_loop()
+        try:
+            results = await loop.run_in_executor(worker.thread, self._run, worker, items)
+        except Exception as exc:  # the callers get the error; the worker goes on
+            for parked in taken:
+                if not parked.done.done():
+                    parked.done.set_exception(exc)
+        else:
+            start = 0
+            for parked in taken:
+                end = start + len(parked.items)
+                if not parked.done.done():
+                    parked.done.set_result(results[start:end])
+                start = end
+        finally:
+            self._idle.append(worker)
+            self._dispatch()
+
+    def _take(self) -> list[Parked]:
+        """The oldest parked batch and as many following ones as fit ``max_batch_tokens``."""
+        taken = [self._parked.popleft()]
+        items = list(taken[0].items)
+        while self._parked:
+            merged = items + self._parked[0].items
+            if batch_cost(merged) > self.config.max_batch_tokens:
+                break
+            items = merged
+            taken.append(self._parked.popleft())
+        return taken
+
+    def _run(self, worker: Worker, items: list[Item]) -> list[ItemResult]:
+        """On the worker's thread: sort, cut, run, and hand results back in input order."""
         results: list[ItemResult | None] = [None] * len(items)
         for want_tokens in (False, True):
             group = [i for i, item in enumerate(items) if item.tokens == want_tokens]
@@ -142,12 +237,12 @@ class TokenBudgetBatcher:
             for start, end in plan_micro_batches(lengths, self.config.micro_batch_overhead_tokens):
                 members = group[start:end]
                 ids, mask = pad([items[i].ids for i in members], self.pad_id)
-                began = self.running_since = time.perf_counter()
-                run = self.backend.run_tokens if want_tokens else self.backend.run
+                began = worker.running_since = time.perf_counter()
+                run = worker.backend.run_tokens if want_tokens else worker.backend.run
                 try:
                     out = run(ids, mask)
                 finally:
-                    self.running_since = None
+                    worker.running_since = None
                 done = time.perf_counter()
                 for row, i in enumerate(members):
                     vector = out[row, : lengths[start + row]] if want_tokens else out[row]

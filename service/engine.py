@@ -18,7 +18,7 @@ from export.artifact import Artifact, load_artifact
 from models.tokenizer import Token, Tokenizer, TruncationSide
 
 from . import metrics
-from .backends import create_backend
+from .backends import create_backends
 from .backends.base import warm_up
 from .batching import TokenBudgetBatcher
 from .errors import ApiError
@@ -45,10 +45,11 @@ class Embedder:
         # An artifact without a tokenizer (a random-config model) serves token ids only.
         path = self.artifact.tokenizer_path
         self.tokenizer = Tokenizer(path, self.max_length) if path is not None else None
-        self.backend, self.choice = create_backend(settings, self.artifact)
-        warm_up(self.backend, self.max_length, config.pad_token_id)
+        self.backends, self.choice = create_backends(settings, self.artifact)
+        for backend in self.backends:
+            warm_up(backend, self.max_length, config.pad_token_id)
         self.batcher = TokenBudgetBatcher(
-            self.backend, settings.batching, config.pad_token_id, metrics.observe_micro_batch
+            self.backends, settings.batching, config.pad_token_id, metrics.observe_micro_batch
         )
         self._tokenizer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenize")
 
@@ -174,10 +175,11 @@ class Embedder:
             "pooling": self.artifact.config.pooling,
             "normalized_by_default": True,
             "backend": {
-                "name": self.backend.name,
-                "precision": self.backend.precision,
+                "name": self.choice.backend,
+                "precision": self.choice.precision,
                 "reason": self.choice.reason,
-                **self.backend.describe(),
+                "streams": len(self.backends),
+                **self.backends[0].describe(),
             },
             "batching": self.batcher.config.model_dump(),
             "limits": {

@@ -24,6 +24,7 @@ from starlette.responses import Response
 from . import metrics
 from .engine import Embedded, Embedder
 from .errors import ApiError, render
+from .ingress import active_ingress
 from .protocol import OpenAIEmbeddingRequest, TeiEmbedRequest, TokenizeRequest
 
 log = logging.getLogger(__name__)
@@ -251,7 +252,7 @@ def build_api(engine: Embedder) -> FastAPI:
     @api.get("/info")
     @endpoint("/info", "openai")
     async def info(request: Request) -> tuple[Any, dict[str, str]]:
-        return engine.info(), {}
+        return {**engine.info(), "ingress": active_ingress()}, {}
 
     @api.get("/v1/models")
     @endpoint("/v1/models", "openai")

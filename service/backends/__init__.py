@@ -62,24 +62,45 @@ def choose(settings: ServiceSettings, artifact: Artifact) -> Choice:
     return Choice("onnxruntime", precision, "auto: OpenVINO is not installed")
 
 
-def create_backend(settings: ServiceSettings, artifact: Artifact) -> tuple[Backend, Choice]:
-    """The backend the settings resolve to, with the reason for the choice."""
-    choice = choose(settings, artifact)
+def resolve_streams(settings: ServiceSettings, choice: Choice) -> int:
+    """Inference streams per replica: ``settings.streams``, or 0 for the measured default.
+
+    On the CPU, two OpenVINO streams of half the threads each beat one stream of all of them
+    when HTTP handling and the tokenizer share the cores (docs/benchmarks.md); other runtimes
+    and devices keep one stream.
+    """
     threads = settings.intra_op_threads
+    if settings.streams == 0:
+        return 2 if choice.backend == "openvino" and threads >= 2 else 1
+    if settings.streams > 1 and choice.backend != "openvino":
+        raise ValueError(f"streams > 1 needs the openvino backend, not {choice.backend}")
+    return settings.streams
+
+
+def create_backends(settings: ServiceSettings, artifact: Artifact) -> tuple[list[Backend], Choice]:
+    """One backend per inference stream (``resolve_streams``), with the reason for the choice."""
+    choice = choose(settings, artifact)
+    threads, streams = settings.intra_op_threads, resolve_streams(settings, choice)
     if choice.backend == "torch":
         from .torch import TorchBackend
 
         # The reference runs the PyTorch model the artifact was exported from.
         source = artifact.manifest["model"]["source"]
-        return TorchBackend(source, threads, settings.device), choice
+        return [TorchBackend(source, threads, settings.device)], choice
     if choice.backend == "openvino":
-        from .openvino import OpenVinoBackend
+        from .openvino import compile_streams
 
-        return OpenVinoBackend(artifact.model_path, threads, choice.precision), choice
+        return compile_streams(artifact.model_path, threads, choice.precision, streams), choice
     from .onnxruntime import OnnxRuntimeBackend
 
     path = artifact.variant("int8") if choice.precision == "int8" else artifact.model_path
-    return OnnxRuntimeBackend(path, threads, settings.device, choice.precision), choice
+    return [OnnxRuntimeBackend(path, threads, settings.device, choice.precision)], choice
 
 
-__all__ = ["Backend", "Choice", "choose", "create_backend"]
+def create_backend(settings: ServiceSettings, artifact: Artifact) -> tuple[Backend, Choice]:
+    """A single-stream backend, for one caller at a time (offline use, benchmarks, tests)."""
+    backends, choice = create_backends(settings.model_copy(update={"streams": 1}), artifact)
+    return backends[0], choice
+
+
+__all__ = ["Backend", "Choice", "choose", "create_backend", "create_backends", "resolve_streams"]

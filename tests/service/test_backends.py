@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import importlib.util
 import random
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from export.artifact import load_artifact
-from service.backends import Choice, choose, create_backend
+from service.backends import Choice, choose, create_backend, create_backends, resolve_streams
 from service.backends.base import Backend
 from service.batching import pad
 from service.settings import ServiceSettings
@@ -108,3 +109,38 @@ def test_torch_reference_backend_matches_the_model(minilm_artifact: Path, minilm
     np.testing.assert_allclose(
         _encode(torch_backend, minilm.tokenizer.tokenize(texts)), minilm.encode(texts), atol=1e-5
     )
+
+
+def test_streams_default_to_two_only_for_openvino_with_two_threads(minilm_artifact: Path) -> None:
+    openvino = Choice("openvino", "fp32", "test")
+    onnxruntime = Choice("onnxruntime", "fp32", "test")
+
+    def with_cpus(n: int, **extra: int) -> ServiceSettings:
+        return ServiceSettings(artifact=minilm_artifact, num_cpus=n, **extra)
+
+    assert resolve_streams(with_cpus(2), openvino) == 2
+    assert resolve_streams(with_cpus(1), openvino) == 1
+    assert resolve_streams(with_cpus(4), onnxruntime) == 1
+    assert resolve_streams(with_cpus(4, streams=3), openvino) == 3
+    with pytest.raises(ValueError, match="needs the openvino backend"):
+        resolve_streams(with_cpus(2, streams=2), onnxruntime)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_openvino_streams_running_at_once_keep_the_bar(
+    precision: str, minilm_artifact: Path, minilm, corpus, reference: np.ndarray
+) -> None:
+    """What ``auto`` serves on two cores: two streams of one thread, called concurrently."""
+    if reason := _skip_reason("openvino", precision):
+        pytest.skip(reason)
+    settings = ServiceSettings(
+        artifact=minilm_artifact, backend="openvino", precision=precision, num_cpus=2
+    )
+    streams, _ = create_backends(settings, load_artifact(minilm_artifact))
+    assert len(streams) == 2
+    ids = minilm.tokenizer.tokenize(corpus)
+    with ThreadPoolExecutor(2) as pool:
+        both = list(pool.map(lambda b: _encode(b, ids), streams))
+    for served in both:
+        assert cosine(served, reference).min() >= 0.9999
+    assert np.abs(both[0] - both[1]).max() <= _tolerance(streams[0])

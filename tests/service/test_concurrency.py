@@ -16,8 +16,10 @@ from ..helpers import cosine, embed
 
 @pytest.fixture(scope="module")
 def url(deploy: Callable[..., str]) -> str:
-    # fp32, so batch-composition invariance can be held to 1e-5.
-    return deploy(precision="fp32", batching={"max_batch_size": 8, "batch_wait_timeout_s": 0.05})
+    # fp32, so batch-composition invariance can be held to 1e-5; two CPUs, so two streams.
+    return deploy(
+        precision="fp32", num_cpus=2, batching={"max_batch_size": 8, "batch_wait_timeout_s": 0.05}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +38,8 @@ def histogram(client: httpx.Client, name: str) -> dict[str, float]:
 
 
 def test_vector_does_not_depend_on_batch_company(client: httpx.Client, corpus) -> None:
-    assert client.get("/info").json()["backend"]["precision"] == "fp32"
+    backend = client.get("/info").json()["backend"]
+    assert (backend["precision"], backend["streams"]) == ("fp32", 2)
     text = "Is the vector of a sentence the same whoever it is batched with?"
     alone = embed(client, [text])[0]
     company = random.Random(0).sample(corpus, 31)  # short and long texts mixed
@@ -88,6 +91,37 @@ def test_batches_reach_the_configured_size_and_no_more(url: str, client: httpx.C
     at_most_8 = after["8.0"] - before["8.0"]
     assert at_most_8 == count, "a batch went past max_batch_size=8"
     assert at_most_4 < count, "no batch grew past 4: something caps batches below the setting"
+
+
+def test_inputs_arriving_while_the_worker_is_busy_run_together(
+    url: str, client: httpx.Client, corpus
+) -> None:
+    """Ray gathers each short request alone (they are 80 ms apart, its wait is 50 ms); parked
+    behind a long job, the four of them must still run as one batch of 8 when the worker frees."""
+    passages = corpus[-8:]
+    short = [[101, *([2023] * 10), 102]] * 2  # 12 tokens each: one batch of 8 pads to 96 tokens
+    before = histogram(client, "embedserve_batch_tokens")
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient(base_url=url, timeout=120) as c:
+            busy = [
+                asyncio.create_task(c.post("/embed", json={"inputs": passages})) for _ in range(3)
+            ]
+            await asyncio.sleep(0.15)
+            shorts = []
+            for _ in range(4):
+                shorts.append(asyncio.create_task(c.post("/v1/embeddings", json={"input": short})))
+                await asyncio.sleep(0.08)
+            assert not all(task.done() for task in busy), "the long job ended too soon to test"
+            responses = await asyncio.gather(*busy, *shorts)
+            assert all(r.status_code == 200 for r in responses)
+
+    asyncio.run(scenario())
+    after = histogram(client, "embedserve_batch_tokens")
+    alone = (after["64.0"] - after["16.0"]) - (before["64.0"] - before["16.0"])
+    together = (after["128.0"] - after["64.0"]) - (before["128.0"] - before["64.0"])
+    assert alone == 0, f"{alone} short batches ran on their own instead of together"
+    assert together == 1
 
 
 def test_health_stays_200_under_load(url: str, corpus) -> None:

@@ -1,38 +1,54 @@
-"""``python -m service`` as a user runs it: starts, answers, and stops cleanly on SIGTERM."""
+"""``python -m service`` as a user runs it, over its default HAProxy ingress.
+
+The rest of the service suite deploys into one in-process Ray instance with Ray's Python proxy
+(the cluster default); this module checks that the launcher's default path keeps the same
+contract: parity, JSON errors with the right status, request ids, metrics, a clean stop.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import pytest
 
-from ..helpers import free_port
+from ..helpers import cosine, embed, free_port
+
+KEY = "launcher-key"
+AUTH = {"Authorization": f"Bearer {KEY}"}
 
 
-def test_launcher_serves_and_shuts_down_on_sigterm(minilm_artifact: Path, tmp_path: Path) -> None:
+@dataclass
+class Launched:
+    url: str
+    proc: subprocess.Popen[str]
+    artifact: Path
+
+
+@pytest.fixture(scope="module")
+def launched(minilm_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launched]:
     port = free_port()
-    config = tmp_path / "embedserve.yaml"
-    config.write_text(f"port: {port}\nbatching:\n  max_batch_size: 16\n")
-    cmd = [
-        sys.executable,
-        "-m",
-        "service",
-        "--config",
-        str(config),
-        "--artifact",
-        str(minilm_artifact),
-    ]
+    config = tmp_path_factory.mktemp("launcher") / "embedserve.yaml"
+    config.write_text(
+        f"port: {port}\nmax_body_bytes: 65536\nmax_ongoing_requests: 2\nmax_queued_requests: 1\n"
+        "batching:\n  max_batch_size: 16\n"
+    )
+    cmd = [sys.executable, "-m", "service", "--config", str(config)]
+    cmd += ["--artifact", str(minilm_artifact), "--api-key", KEY]
     env = {**os.environ, "EMBEDSERVE_APP_NAME": "launcher-test"}
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     )
+    url = f"http://127.0.0.1:{port}"
     try:
-        url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             assert proc.poll() is None, proc.stdout.read()
@@ -44,17 +60,82 @@ def test_launcher_serves_and_shuts_down_on_sigterm(minilm_artifact: Path, tmp_pa
             time.sleep(1)
         else:
             raise AssertionError("the service did not become healthy in time")
-        info = httpx.get(f"{url}/info", timeout=10).json()
-        assert info["batching"]["max_batch_size"] == 16  # the config file was read
-        response = httpx.post(f"{url}/v1/embeddings", json={"input": "hello"}, timeout=30)
-        assert response.status_code == 200
-        assert len(response.json()["data"][0]["embedding"]) == 384
+        yield Launched(url, proc, minilm_artifact)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            output, _ = proc.communicate(timeout=90)
-        except subprocess.TimeoutExpired:
+        if proc.poll() is None:
             proc.kill()
-            raise
-    assert proc.returncode == 0, output
-    assert f"serving {minilm_artifact} on http://127.0.0.1:{port}" in output
+            proc.communicate()
+
+
+@pytest.fixture(scope="module")
+def client(launched: Launched) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=launched.url, headers=AUTH, timeout=60) as c:
+        yield c
+
+
+def test_it_serves_the_model_over_haproxy(client: httpx.Client, minilm, corpus) -> None:
+    info = client.get("/info").json()
+    assert info["ingress"] == "haproxy"
+    assert info["batching"]["max_batch_size"] == 16  # the config file was read
+    assert info["backend"]["intra_op_threads"] == max(1, os.cpu_count() or 1)  # all cores
+    texts = corpus[:24] + corpus[-2:]
+    assert cosine(embed(client, texts), minilm.encode(texts)).min() >= 0.9999
+
+
+def test_request_ids_are_echoed_or_made(client: httpx.Client) -> None:
+    sent = client.post("/v1/embeddings", json={"input": "a"}, headers={"x-request-id": "abc-1"})
+    assert sent.headers.get_list("x-request-id") == ["abc-1"]
+    made = client.post("/v1/embeddings", json={"input": "a"})
+    assert len(made.headers.get_list("x-request-id")) == 1
+    assert float(made.headers["x-inference-time-ms"]) > 0
+
+
+@pytest.mark.parametrize(
+    ("request_args", "status", "code"),
+    [
+        ({"content": b'{"input": '}, 400, "invalid_json"),
+        ({"json": {"input": 5}}, 422, None),
+        ({"content": b'{"input": "' + b"x" * 70000 + b'"}'}, 413, None),
+        ({"json": {"input": "a"}, "headers": {"Authorization": "Bearer wrong"}}, 401, None),
+    ],
+)
+def test_client_mistakes_get_json_errors(
+    client: httpx.Client, request_args: dict, status: int, code: str | None
+) -> None:
+    response = client.post("/v1/embeddings", **request_args)
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    error = response.json()["error"]
+    assert error["message"] and (code is None or error["code"] == code)
+
+
+def test_backpressure_is_json_429_then_healthy(launched: Launched, client: httpx.Client) -> None:
+    body = {"input": ["word " * 300] * 4}
+
+    async def burst() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=launched.url, headers=AUTH, timeout=120) as c:
+            return await asyncio.gather(*(c.post("/v1/embeddings", json=body) for _ in range(12)))
+
+    responses = asyncio.run(burst())
+    statuses = sorted(r.status_code for r in responses)
+    assert 200 in statuses and 429 in statuses and set(statuses) <= {200, 429}, statuses
+    for r in responses:
+        if r.status_code == 429:
+            assert r.headers["retry-after"] == "1"
+            assert r.json()["error"]["message"]
+    assert httpx.get(f"{launched.url}/health", timeout=10).status_code == 200  # no key needed
+    assert embed(client, ["after the burst"]).shape == (1, 384)
+
+
+def test_metrics_count_requests(launched: Launched) -> None:
+    text = httpx.get(f"{launched.url}/metrics", timeout=10).text
+    assert 'embedserve_requests_total{route="/v1/embeddings",status="200"}' in text
+
+
+def test_sigterm_stops_it_in_seconds(launched: Launched) -> None:
+    start = time.monotonic()
+    launched.proc.send_signal(signal.SIGTERM)
+    output, _ = launched.proc.communicate(timeout=90)
+    assert launched.proc.returncode == 0, output
+    assert time.monotonic() - start < 25, "HAProxy's 30 s drain was not turned off"
+    assert f"serving {launched.artifact} on {launched.url}" in output

@@ -1,0 +1,56 @@
+"""How HTTP reaches the replicas: the environment a local Ray instance starts with.
+
+``haproxy`` (the launcher's default) is Ray 2.60's HAProxy ingress: HAProxy forwards each request
+straight to an HTTP server inside the replica, so the Python proxy actor and one actor call drop
+off the hot path (docs/benchmarks.md measures what that buys). ``proxy`` is Ray's Python HTTP
+proxy. Both load ``service.proxy`` so that the errors Ray produces are JSON; what differs is
+listed in the README. On an existing cluster the cluster's own environment decides.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+
+from .proxy import CALLBACK, CALLBACK_ENV
+from .settings import Ingress
+
+HAPROXY_ENV = "RAY_SERVE_ENABLE_HA_PROXY"
+# HAProxy's side ports (stats, metrics) and Ray's fallback proxy, which answers while no replica
+# is up; fixed defaults would make two instances on one machine fail to start.
+SIDE_PORTS = (
+    "RAY_SERVE_HAPROXY_STATS_PORT",
+    "RAY_SERVE_HAPROXY_METRICS_PORT",
+    "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT",
+)
+
+
+def active_ingress(environ: Mapping[str, str] = os.environ) -> Ingress:
+    """The ingress this process's Ray instance was started with (replicas inherit it)."""
+    return "haproxy" if environ.get(HAPROXY_ENV) == "1" else "proxy"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ray_environment(ingress: Ingress, environ: Mapping[str, str]) -> dict[str, str]:
+    """Variables to set before ``ray.init``. The ingress switch follows the setting; for the
+    tuning knobs, values already in ``environ`` win, so an operator can still override them."""
+    env = {CALLBACK_ENV: CALLBACK}
+    if ingress == "haproxy":
+        env |= {
+            # One node, no outer load balancer to drain from: stop in seconds, not 30.
+            "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "0",
+            # One HAProxy thread keeps up with a replica; more only compete with inference.
+            "RAY_SERVE_HAPROXY_NBTHREAD": "1",
+            # Embedding is idempotent: a request whose replica died is sent again, not lost.
+            "RAY_SERVE_HAPROXY_RETRY_ON": "conn-failure empty-response",
+            "RAY_SERVE_HAPROXY_RETRIES": "3",
+        }
+        env |= {name: str(_free_port()) for name in SIDE_PORTS}
+    env = {name: value for name, value in env.items() if name not in environ}
+    return env | {HAPROXY_ENV: "1" if ingress == "haproxy" else "0"}
