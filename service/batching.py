@@ -125,6 +125,12 @@ class Worker:
     running_since: float | None = None  # start of the micro-batch it runs now
 
 
+def _worker(backend: Backend, name: str) -> Worker:
+    return Worker(
+        backend, ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"inference-{name}")
+    )
+
+
 class TokenBudgetBatcher:
     """Owns the backends, a thread each; ``submit`` one input, await its vector."""
 
@@ -134,15 +140,16 @@ class TokenBudgetBatcher:
         config: BatchingConfig,
         pad_id: int,
         on_micro_batch: Callable[[MicroBatchStats], None] | None = None,
+        whole: Backend | None = None,
     ) -> None:
         self.pad_id = pad_id
         self.on_micro_batch = on_micro_batch
         self.queued_inputs = 0
-        self.workers = [
-            Worker(backend, ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"inference{k}"))
-            for k, backend in enumerate(backends)
-        ]
+        self.workers = [_worker(backend, str(k)) for k, backend in enumerate(backends)]
+        # All the threads in one stream: runs a batch alone while every stream is idle.
+        self.whole = None if whole is None else _worker(whole, "whole")
         self._idle = list(self.workers)
+        self._whole_running = False
         self._parked: deque[Parked] = deque()
         self._running: set[asyncio.Task[None]] = set()
         self.configure(config)
@@ -157,9 +164,8 @@ class TokenBudgetBatcher:
     @property
     def running_since(self) -> float | None:
         """Start of the oldest micro-batch running now; None when every worker is idle."""
-        return min(
-            (w.running_since for w in self.workers if w.running_since is not None), default=None
-        )
+        workers = [*self.workers, *([self.whole] if self.whole else [])]
+        return min((w.running_since for w in workers if w.running_since is not None), default=None)
 
     def has_room(self, n_inputs: int) -> bool:
         return self.queued_inputs + n_inputs <= self.config.max_queued_inputs
@@ -187,13 +193,24 @@ class TokenBudgetBatcher:
         return await parked.done
 
     def _dispatch(self) -> None:
-        """Hand parked batches to idle workers, each taking all that fits the token budget."""
-        while self._parked and self._idle:
+        """Hand parked batches to idle workers, each taking all that fits the token budget.
+
+        A batch that finds every stream idle and nothing behind it runs on ``whole`` instead,
+        and the streams wait for it: all the threads on one batch answer it soonest.
+        """
+        while self._parked and self._idle and not self._whole_running:
             taken = [p for p in self._take() if not p.done.done()]  # done: caller gone
-            if taken:
-                task = asyncio.create_task(self._work(self._idle.pop(), taken))
-                self._running.add(task)
-                task.add_done_callback(self._running.discard)
+            if not taken:
+                continue
+            alone = len(self._idle) == len(self.workers) and not self._parked
+            if self.whole is not None and alone:
+                self._whole_running = True
+                worker = self.whole
+            else:
+                worker = self._idle.pop()
+            task = asyncio.create_task(self._work(worker, taken))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
 
     async def _work(self, worker: Worker, taken: list[Parked]) -> None:
         items = [item for parked in taken for item in parked.items]
@@ -212,7 +229,10 @@ class TokenBudgetBatcher:
                     parked.done.set_result(results[start:end])
                 start = end
         finally:
-            self._idle.append(worker)
+            if worker is self.whole:
+                self._whole_running = False
+            else:
+                self._idle.append(worker)
             self._dispatch()
 
     def _take(self) -> list[Parked]:

@@ -45,11 +45,17 @@ class Embedder:
         # An artifact without a tokenizer (a random-config model) serves token ids only.
         path = self.artifact.tokenizer_path
         self.tokenizer = Tokenizer(path, self.max_length) if path is not None else None
-        self.backends, self.choice = create_backends(settings, self.artifact)
-        for backend in self.backends:
-            warm_up(backend, self.max_length, config.pad_token_id)
+        self.backends = create_backends(settings, self.artifact)
+        self.choice = self.backends.choice
+        for backend in [*self.backends.streams, self.backends.whole]:
+            if backend is not None:
+                warm_up(backend, self.max_length, config.pad_token_id)
         self.batcher = TokenBudgetBatcher(
-            self.backends, settings.batching, config.pad_token_id, metrics.observe_micro_batch
+            self.backends.streams,
+            settings.batching,
+            config.pad_token_id,
+            metrics.observe_micro_batch,
+            whole=self.backends.whole,
         )
         self._tokenizer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenize")
 
@@ -178,8 +184,9 @@ class Embedder:
                 "name": self.choice.backend,
                 "precision": self.choice.precision,
                 "reason": self.choice.reason,
-                "streams": len(self.backends),
-                **self.backends[0].describe(),
+                "streams": len(self.backends.streams),
+                "whole_for_lone_batches": self.backends.whole is not None,
+                **self.backends.streams[0].describe(),
             },
             "batching": self.batcher.config.model_dump(),
             "limits": {

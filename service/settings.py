@@ -35,7 +35,7 @@ class BatchingConfig(BaseModel):
         "already gathers everything that arrives while it runs (service.batching)",
     )
     micro_batch_overhead_tokens: int = Field(
-        48, ge=0, description="cost of one more backend call, in padded tokens, when cutting"
+        16, ge=0, description="cost of one more backend call, in padded tokens, when cutting"
     )
     max_queued_inputs: int = Field(
         8192, ge=1, description="inputs waiting in a replica beyond which requests get 429"

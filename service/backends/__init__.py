@@ -77,8 +77,19 @@ def resolve_streams(settings: ServiceSettings, choice: Choice) -> int:
     return settings.streams
 
 
-def create_backends(settings: ServiceSettings, artifact: Artifact) -> tuple[list[Backend], Choice]:
-    """One backend per inference stream (``resolve_streams``), with the reason for the choice."""
+@dataclass(frozen=True)
+class Backends:
+    """What a replica runs: a backend per inference stream, and with several streams ``whole``,
+    the same model as one stream on all the threads, for a batch that finds nothing else to do
+    (one request alone runs faster on all the threads than on a stream's share)."""
+
+    streams: list[Backend]
+    whole: Backend | None
+    choice: Choice
+
+
+def create_backends(settings: ServiceSettings, artifact: Artifact) -> Backends:
+    """The backends the settings resolve to (``choose``, ``resolve_streams``)."""
     choice = choose(settings, artifact)
     threads, streams = settings.intra_op_threads, resolve_streams(settings, choice)
     if choice.backend == "torch":
@@ -86,21 +97,32 @@ def create_backends(settings: ServiceSettings, artifact: Artifact) -> tuple[list
 
         # The reference runs the PyTorch model the artifact was exported from.
         source = artifact.manifest["model"]["source"]
-        return [TorchBackend(source, threads, settings.device)], choice
+        return Backends([TorchBackend(source, threads, settings.device)], None, choice)
     if choice.backend == "openvino":
         from .openvino import compile_streams
 
-        return compile_streams(artifact.model_path, threads, choice.precision, streams), choice
+        path, precision = artifact.model_path, choice.precision
+        whole = compile_streams(path, threads, precision)[0] if streams > 1 else None
+        return Backends(compile_streams(path, threads, precision, streams), whole, choice)
     from .onnxruntime import OnnxRuntimeBackend
 
     path = artifact.variant("int8") if choice.precision == "int8" else artifact.model_path
-    return [OnnxRuntimeBackend(path, threads, settings.device, choice.precision)], choice
+    backend = OnnxRuntimeBackend(path, threads, settings.device, choice.precision)
+    return Backends([backend], None, choice)
 
 
 def create_backend(settings: ServiceSettings, artifact: Artifact) -> tuple[Backend, Choice]:
     """A single-stream backend, for one caller at a time (offline use, benchmarks, tests)."""
-    backends, choice = create_backends(settings.model_copy(update={"streams": 1}), artifact)
-    return backends[0], choice
+    backends = create_backends(settings.model_copy(update={"streams": 1}), artifact)
+    return backends.streams[0], backends.choice
 
 
-__all__ = ["Backend", "Choice", "choose", "create_backend", "create_backends", "resolve_streams"]
+__all__ = [
+    "Backend",
+    "Backends",
+    "Choice",
+    "choose",
+    "create_backend",
+    "create_backends",
+    "resolve_streams",
+]

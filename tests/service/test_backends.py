@@ -130,17 +130,20 @@ def test_streams_default_to_two_only_for_openvino_with_two_threads(minilm_artifa
 def test_openvino_streams_running_at_once_keep_the_bar(
     precision: str, minilm_artifact: Path, minilm, corpus, reference: np.ndarray
 ) -> None:
-    """What ``auto`` serves on two cores: two streams of one thread, called concurrently."""
+    """What ``auto`` serves on two cores: two streams of one thread, called concurrently, and
+    the whole-machine stream a lone batch runs on; all agree with each other and the bar."""
     if reason := _skip_reason("openvino", precision):
         pytest.skip(reason)
     settings = ServiceSettings(
         artifact=minilm_artifact, backend="openvino", precision=precision, num_cpus=2
     )
-    streams, _ = create_backends(settings, load_artifact(minilm_artifact))
-    assert len(streams) == 2
+    backends = create_backends(settings, load_artifact(minilm_artifact))
+    streams, whole = backends.streams, backends.whole
+    assert len(streams) == 2 and whole is not None
     ids = minilm.tokenizer.tokenize(corpus)
     with ThreadPoolExecutor(2) as pool:
         both = list(pool.map(lambda b: _encode(b, ids), streams))
-    for served in both:
+    alone = _encode(whole, ids)  # a lone batch gets every thread
+    for served in [*both, alone]:
         assert cosine(served, reference).min() >= 0.9999
-    assert np.abs(both[0] - both[1]).max() <= _tolerance(streams[0])
+        assert np.abs(served - both[0]).max() <= _tolerance(streams[0])

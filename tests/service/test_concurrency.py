@@ -39,7 +39,11 @@ def histogram(client: httpx.Client, name: str) -> dict[str, float]:
 
 def test_vector_does_not_depend_on_batch_company(client: httpx.Client, corpus) -> None:
     backend = client.get("/info").json()["backend"]
-    assert (backend["precision"], backend["streams"]) == ("fp32", 2)
+    assert (backend["precision"], backend["streams"], backend["whole_for_lone_batches"]) == (
+        "fp32",
+        2,
+        True,
+    )
     text = "Is the vector of a sentence the same whoever it is batched with?"
     alone = embed(client, [text])[0]
     company = random.Random(0).sample(corpus, 31)  # short and long texts mixed
