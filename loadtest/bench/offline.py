@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -193,6 +194,39 @@ def one_pass(encoder: Encoder, batches: list[list[str]]) -> float:
     for batch in batches:
         encoder.encode(batch)
     return sum(len(b) for b in batches) / (time.perf_counter() - start)
+
+
+def streams_pass(encoders: list[Encoder], batches: list[list[str]]) -> float:
+    """Inputs/s of one pass over ``batches`` dealt round-robin to ``encoders``, each called from
+    its own thread: a replica's inference streams run offline, with no server around them."""
+    n = len(encoders)
+
+    def work(k: int) -> None:
+        for batch in batches[k::n]:
+            encoders[k].encode(batch)
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(n) as pool:
+        list(pool.map(work, range(n)))
+    return sum(len(b) for b in batches) / (time.perf_counter() - start)
+
+
+def stream_encoders(encoder: BackendEncoder, artifact_dir, threads: int) -> list[BackendEncoder]:
+    """``encoder``'s backend as the service builds it for a replica of ``threads`` CPUs: one
+    encoder per inference stream (a single one when that backend runs one stream)."""
+    from export.artifact import load_artifact
+    from service.backends import create_backends
+    from service.settings import ServiceSettings
+
+    backend = encoder.backend
+    settings = ServiceSettings(
+        artifact=artifact_dir, backend=backend.name, precision=backend.precision, num_cpus=threads
+    )
+    streams = create_backends(settings, load_artifact(artifact_dir)).streams
+    return [
+        encoder.variant(f", stream {k + 1}/{len(streams)}", backend=b)
+        for k, b in enumerate(streams)
+    ]
 
 
 def measure(

@@ -129,8 +129,9 @@ def served_vs_offline(results: BenchResults) -> list[str]:
         "## Served vs offline (issue 5)",
         "",
         "W2's shape (32 sentences per request, 4 clients, closed loop) against the backend the "
-        f"server chose, `{s.backend}` (same threads; offline in one stream fed by one caller, "
-        "the server in its default streams), on the same batches, measured in "
+        f"server chose, `{s.backend}` (same threads), on the same batches; offline is the "
+        "faster, in each pair, of one caller on one stream of all the threads and the server's "
+        f"own {s.offline_streams} inference stream(s) each fed by its own thread. Measured in "
         f"{len(s.pairs)} back-to-back pairs ({s.seconds_per_served_run:g} s served each) so that "
         "both sides of each ratio see the same background load: served/offline = "
         f"**{s.ratio:.0%}** (median pair), which {verdict} the {s.target:.0%} target. "

@@ -83,6 +83,9 @@ class ServedVsOffline(BaseModel):
     pairs: list[tuple[float, float]]
     seconds_per_served_run: float
     target: float = 0.9
+    # Offline is the faster, in each pair, of one caller on one stream and the server's own
+    # streams each fed by a thread (1: the backend has one stream, so both ways are the same).
+    offline_streams: int = 1
 
 
 class MatmulTrial(BaseModel):

@@ -10,7 +10,13 @@ import pytest
 
 from loadtest.bench.collect import served_variant
 from loadtest.bench.cpu import INGRESS, RAY_PROXY, REPLICA, classify
-from loadtest.bench.offline import BackendEncoder, Measurement, padding_share
+from loadtest.bench.offline import (
+    BackendEncoder,
+    Measurement,
+    padding_share,
+    stream_encoders,
+    streams_pass,
+)
 from loadtest.bench.optimisations import (
     W1_P50,
     W2_RATE,
@@ -48,6 +54,30 @@ def test_arrival_order_path_is_one_call_with_the_same_vectors() -> None:
     assert replica.calls([8, 3, 4, 3]) == [[1, 3], [2], [0]]  # sorted, cut by length
     assert np.allclose(naive.encode(TEXTS), replica.encode(TEXTS))  # padding never leaks
     assert naive_backend.calls == [(4, 8)] and len(sorted_backend.calls) == 3
+
+
+def test_streams_pass_deals_every_batch_once_round_robin() -> None:
+    backends = [SumBackend(), SumBackend()]
+    encoders = [
+        BackendEncoder(b, WordTokenizer(), pad_id=0, overhead_tokens=10**6) for b in backends
+    ]
+    batches = [TEXTS[:k] for k in (1, 2, 3, 4, 1)]
+    assert streams_pass(encoders, batches) > 0
+    assert [len(b.calls) for b in backends] == [3, 2]  # batches 0, 2, 4 and 1, 3
+    assert sum(shape[0] for b in backends for shape in b.calls) == 11
+
+
+def test_stream_encoders_are_the_replicas_streams(minilm_artifact: Path) -> None:
+    from loadtest.bench.offline import backend_encoders
+
+    pytest.importorskip("openvino", reason="OpenVINO has no wheel for this platform")
+    (encoder,), _ = backend_encoders(minilm_artifact, 2, only=(("openvino", "fp32"),))
+    streams = stream_encoders(encoder, minilm_artifact, 2)
+    assert [e.name for e in streams] == [
+        "embedserve openvino fp32 (offline, stream 1/2)",
+        "embedserve openvino fp32 (offline, stream 2/2)",
+    ]
+    assert len(stream_encoders(encoder, minilm_artifact, 1)) == 1  # one thread, one stream
 
 
 def test_padding_share_counts_each_call_padded_to_its_longest() -> None:
