@@ -26,7 +26,6 @@ from models import EncoderConfig, build_model
 
 from .test_bench import _results
 
-ARTIFACT = Path(__file__).resolve().parents[2] / "artifacts" / "all-MiniLM-L6-v2"
 SMALL = EncoderConfig(
     vocab_size=100, d_model=48, n_heads=4, n_layers=2, d_ff=80, max_position=64,
     max_seq_length=64, attention="math",
@@ -69,13 +68,12 @@ def test_mean_flops_averages_per_text_counts() -> None:
         flops_per_sequence(SMALL, -1)
 
 
-@pytest.mark.skipif(not (ARTIFACT / "manifest.json").is_file(), reason="no exported artifact")
-def test_artifact_config_and_real_token_lengths() -> None:
+def test_artifact_config_and_real_token_lengths(minilm_artifact: Path) -> None:
     from loadtest import corpus
 
-    config = artifact_encoder_config(ARTIFACT)
+    config = artifact_encoder_config(minilm_artifact)
     assert (config.n_layers, config.d_model, config.d_ff) == (6, 384, 1536)
-    lengths = token_lengths(ARTIFACT, corpus.passages()[:4] + ["hi"])
+    lengths = token_lengths(minilm_artifact, corpus.passages()[:4] + ["hi"])
     assert lengths[-1] == 3  # [CLS] hi [SEP]
     assert all(100 < n <= config.max_seq_length for n in lengths[:-1])
 
