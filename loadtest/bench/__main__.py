@@ -67,6 +67,7 @@ VARIANTS = (
     ("proxy", ("--ingress", "proxy")),
     ("streams", ("--streams", "1")),
     ("default", ()),
+    ("replicas", ("--num-replicas", "2", "--num-cpus", "1")),
     ("wait", ("--batch-wait-timeout-s", "0.002")),
 )
 VARIANT_SECONDS = {"w1": 8.0, "w2": 12.0}

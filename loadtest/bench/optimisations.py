@@ -1,6 +1,6 @@
 """Issue 8: one before → after comparison per optimisation, built from measurements of this run.
 
-Served optimisations (the HTTP ingress, the batch wait, inference streams) compare short W1 + W2
+Served optimisations (ingress, batch wait, streams, replicas) compare short W1 + W2
 runs of server variants started back to back (``ServedVariant``); offline ones (length-sorted
 micro-batches, threads per replica) compare encoders of the served backend in interleaved rounds;
 backend and precision are read off the offline table. Nothing here measures: it arranges numbers.
@@ -17,7 +17,7 @@ from .results import Accuracy, Metric, Optimisation, Row, ServedVariant, Shape
 W1_P50 = "W1 p50 ms (1 sentence, sequential)"
 W2_RATE = "W2 inputs/s (32 sentences per request, 4 clients, closed loop)"
 # The report's order: (a) to (e) of issue 8.
-ORDER = ("ingress", "batch_wait", "streams", "micro_batches", "backend", "threads")
+ORDER = ("ingress", "batch_wait", "streams", "replicas", "micro_batches", "backend", "threads")
 # The backend-and-precision path, each step one change: library, runtime, precision.
 BACKEND_CHAIN = (
     "sentence-transformers fp32",
@@ -85,7 +85,7 @@ def served_pair(
 
 
 def served_optimisations(variants: list[ServedVariant]) -> list[Optimisation]:
-    """The HTTP ingress, the batch wait and the inference streams, each against the defaults."""
+    """Ingress, batch wait, streams and replicas: each server variant against the defaults."""
     by_key = {v.key: v for v in variants}
     after = by_key.get("default")
     if after is None:
@@ -130,6 +130,17 @@ def served_optimisations(variants: list[ServedVariant]) -> list[Optimisation]:
                 "Inference streams: one of all the threads → two of half each",
                 ("`--streams 1`", f"{after.streams or '?'} streams (default)"),
                 by_key["streams"],
+                after,
+                method(),
+            )
+        )
+    if "replicas" in by_key:
+        out.append(
+            served_pair(
+                "replicas",
+                "Replicas vs streams on the same cores: two replicas of 1 CPU → one of two streams",
+                ("`--num-replicas 2 --num-cpus 1`", "one replica, all cores (default)"),
+                by_key["replicas"],
                 after,
                 method(),
             )

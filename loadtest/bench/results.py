@@ -151,7 +151,7 @@ class ServedVariant(BaseModel):
     """One server configuration under short W1 + W2 runs (issue 8's served before/after pairs):
     each variant in a fresh server, warmed up alike, the variants back to back."""
 
-    key: str  # "proxy", "streams", "default", "wait": what the optimisations refer to
+    key: str  # "proxy", "streams", "default", "replicas", "wait": what optimisations refer to
     flags: list[str]  # added to ``python -m service``; [] = the defaults
     ingress: str | None  # as the server's /info reported them
     batch_wait_timeout_s: float | None

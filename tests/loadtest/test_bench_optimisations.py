@@ -141,6 +141,7 @@ VARIANTS = [
     variant("proxy", 20, 300, ["--ingress", "proxy"], ingress="proxy"),
     variant("streams", 9, 350, ["--streams", "1"], streams=1),
     variant("default", 10, 400, []),
+    variant("replicas", 11, 390, ["--num-replicas", "2", "--num-cpus", "1"], streams=1),
     variant("wait", 12.5, 380, ["--batch-wait-timeout-s", "0.002"], wait=0.002),
 ]
 
@@ -156,8 +157,9 @@ def test_served_variant_reads_the_summaries_and_info() -> None:
 
 
 def test_served_optimisations_compare_each_variant_with_the_defaults() -> None:
-    ingress, wait, streams = served_optimisations(VARIANTS)
+    ingress, wait, streams, replicas = served_optimisations(VARIANTS)
     assert (ingress.key, wait.key, streams.key) == ("ingress", "batch_wait", "streams")
+    assert replicas.key == "replicas" and replicas.stages[0] == "`--num-replicas 2 --num-cpus 1`"
     assert streams.stages == ["`--streams 1`", "2 streams (default)"]
     assert next(m for m in streams.metrics if m.name == W2_RATE).overall == pytest.approx(400 / 350)
     w1, w2 = (next(m for m in ingress.metrics if m.name == n) for n in (W1_P50, W2_RATE))
@@ -173,7 +175,7 @@ def test_served_optimisations_compare_each_variant_with_the_defaults() -> None:
         in ingress.method
     )
     assert wait.method == "The same servers and runs as in the HTTP ingress comparison above."
-    (alone,) = served_optimisations(VARIANTS[2:])  # no proxy variant: the method in full
+    alone = served_optimisations(VARIANTS[2:])[0]  # no proxy variant: the method in full
     assert alone.key == "batch_wait" and alone.method.startswith("Each variant in a fresh")
     assert served_optimisations(VARIANTS[:1]) == []  # nothing to compare with
 
