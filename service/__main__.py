@@ -73,6 +73,20 @@ def default_cpu_budget(settings: ServiceSettings, cores: int) -> ServiceSettings
     return settings.model_copy(update={"num_cpus": float(max(1, cores // replicas))})
 
 
+def check_backend_plan(settings: ServiceSettings) -> None:
+    """Refuse what a replica would refuse (backend × precision, streams) before Ray starts,
+    with one line instead of a failed deployment's traceback."""
+    from export.artifact import load_artifact
+    from export.errors import ExportError
+
+    from .backends import choose, resolve_streams
+
+    try:
+        resolve_streams(settings, choose(settings, load_artifact(settings.artifact)))
+    except (ValueError, ExportError) as exc:
+        sys.exit(f"error: {exc}")
+
+
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     config, cli = parse_args(argv)
@@ -82,6 +96,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"error: {exc}")
     settings = default_cpu_budget(settings, os.cpu_count() or 1)
     ensure_default_artifact(settings.artifact)
+    check_backend_plan(settings)
 
     import ray
     from ray import serve

@@ -74,6 +74,8 @@ def resolve_streams(settings: ServiceSettings, choice: Choice) -> int:
         return 2 if choice.backend == "openvino" and threads >= 2 else 1
     if settings.streams > 1 and choice.backend != "openvino":
         raise ValueError(f"streams > 1 needs the openvino backend, not {choice.backend}")
+    if settings.streams > threads:
+        raise ValueError(f"{settings.streams} streams need at least as many threads (num_cpus)")
     return settings.streams
 
 

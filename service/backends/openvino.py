@@ -59,8 +59,6 @@ def compile_streams(
         raise ValueError(f"openvino runs fp32 or bf16, not {precision}")
     if precision == "bf16" and not cpu_supports_bf16():
         raise ValueError("bf16 needs a CPU with AVX512-BF16 or AMX; use fp32")
-    if not 1 <= streams <= threads:
-        raise ValueError(f"streams must be 1..threads ({threads}), not {streams}")
     config = {
         "INFERENCE_PRECISION_HINT": _HINTS[precision],
         "INFERENCE_NUM_THREADS": threads,

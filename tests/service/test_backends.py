@@ -124,6 +124,8 @@ def test_streams_default_to_two_only_for_openvino_with_two_threads(minilm_artifa
     assert resolve_streams(with_cpus(4, streams=3), openvino) == 3
     with pytest.raises(ValueError, match="needs the openvino backend"):
         resolve_streams(with_cpus(2, streams=2), onnxruntime)
+    with pytest.raises(ValueError, match="at least as many threads"):
+        resolve_streams(with_cpus(2, streams=3), openvino)
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])

@@ -139,3 +139,20 @@ def test_sigterm_stops_it_in_seconds(launched: Launched) -> None:
     assert launched.proc.returncode == 0, output
     assert time.monotonic() - start < 25, "HAProxy's 30 s drain was not turned off"
     assert f"serving {launched.artifact} on {launched.url}" in output
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--num-cpus", "2", "--streams", "3"], "3 streams need at least as many threads"),
+        (["--backend", "torch", "--precision", "bf16"], "torch supports"),
+    ],
+)
+def test_a_plan_no_replica_could_run_is_refused_before_ray_starts(
+    minilm_artifact: Path, flags: list[str], message: str
+) -> None:
+    cmd = [sys.executable, "-m", "service", "--artifact", str(minilm_artifact), *flags]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
