@@ -46,7 +46,6 @@ class Embedder:
         path = self.artifact.tokenizer_path
         self.tokenizer = Tokenizer(path, self.max_length) if path is not None else None
         self.backends = create_backends(settings, self.artifact)
-        self.choice = self.backends.choice
         for backend in [*self.backends.streams, self.backends.whole]:
             if backend is not None:
                 warm_up(backend, self.max_length, config.pad_token_id)
@@ -181,9 +180,9 @@ class Embedder:
             "pooling": self.artifact.config.pooling,
             "normalized_by_default": True,
             "backend": {
-                "name": self.choice.backend,
-                "precision": self.choice.precision,
-                "reason": self.choice.reason,
+                "name": self.backends.choice.backend,
+                "precision": self.backends.choice.precision,
+                "reason": self.backends.choice.reason,
                 "streams": len(self.backends.streams),
                 "whole_for_lone_batches": self.backends.whole is not None,
                 **self.backends.streams[0].describe(),

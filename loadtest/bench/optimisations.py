@@ -97,54 +97,38 @@ def served_optimisations(variants: list[ServedVariant]) -> list[Optimisation]:
             return served_method(variants)
         return f"The same servers and runs as in the {out[0].title.split(':')[0]} comparison above."
 
-    if "proxy" in by_key:
-        out.append(
-            served_pair(
-                "ingress",
-                "HTTP ingress: Ray's Python proxy → HAProxy",
-                ("`--ingress proxy` (Ray's ProxyActor)", "HAProxy (default)"),
-                by_key["proxy"],
-                after,
-                method(),
-            )
-        )
-    if "wait" in by_key:
-        before = by_key["wait"]
-        wait, default = before.batch_wait_timeout_s, after.batch_wait_timeout_s
-        out.append(
-            served_pair(
-                "batch_wait",
-                "Batch wait: a fixed wait to fill → none (the parking batcher)",
-                (f"`--batch-wait-timeout-s {wait:g}`", f"{default:g} s (default)")
-                if wait is not None and default is not None
-                else ("fixed wait", "no wait (default)"),
-                before,
-                after,
-                method(),
-            )
-        )
-    if "streams" in by_key:
-        out.append(
-            served_pair(
-                "streams",
-                "Inference streams: one of all the threads → two of half each",
-                ("`--streams 1`", f"{after.streams or '?'} streams (default)"),
-                by_key["streams"],
-                after,
-                method(),
-            )
-        )
-    if "replicas" in by_key:
-        out.append(
-            served_pair(
-                "replicas",
-                "Replicas vs streams on the same cores: two replicas of 1 CPU → one of two streams",
-                ("`--num-replicas 2 --num-cpus 1`", "one replica, all cores (default)"),
-                by_key["replicas"],
-                after,
-                method(),
-            )
-        )
+    def add(variant: str, key: str, title: str, stages: tuple[str, str]) -> None:
+        if variant in by_key:
+            out.append(served_pair(key, title, stages, by_key[variant], after, method()))
+
+    add(
+        "proxy",
+        "ingress",
+        "HTTP ingress: Ray's Python proxy → HAProxy",
+        ("`--ingress proxy` (Ray's ProxyActor)", "HAProxy (default)"),
+    )
+    wait = by_key["wait"].batch_wait_timeout_s if "wait" in by_key else None
+    default = after.batch_wait_timeout_s
+    add(
+        "wait",
+        "batch_wait",
+        "Batch wait: a fixed wait to fill → none (the parking batcher)",
+        (f"`--batch-wait-timeout-s {wait:g}`", f"{default:g} s (default)")
+        if wait is not None and default is not None
+        else ("fixed wait", "no wait (default)"),
+    )
+    add(
+        "streams",
+        "streams",
+        "Inference streams: one of all the threads → two of half each",
+        ("`--streams 1`", f"{after.streams or '?'} streams (default)"),
+    )
+    add(
+        "replicas",
+        "replicas",
+        "Replicas vs streams on the same cores: two replicas of 1 CPU → one of two streams",
+        ("`--num-replicas 2 --num-cpus 1`", "one replica, all cores (default)"),
+    )
     return out
 
 
