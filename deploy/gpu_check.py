@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -66,12 +65,6 @@ def missing_cuda() -> str | None:
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         return "onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu)"
     return None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def timed(step: Callable[[], object]) -> tuple[object, float]:
@@ -230,6 +223,8 @@ def stop_server(server: subprocess.Popen[bytes]) -> None:
 
 def run(keep: Path | None) -> Report:
     import torch
+
+    from service.ingress import free_port
 
     report = Report()
     report.add("GPU", torch.cuda.get_device_name(0))

@@ -31,7 +31,8 @@ def active_ingress(environ: Mapping[str, str] = os.environ) -> Ingress:
     return "haproxy" if environ.get(HAPROXY_ENV) == "1" else "proxy"
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A port free on 127.0.0.1 right now (another process may still take it before use)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -51,6 +52,6 @@ def ray_environment(ingress: Ingress, environ: Mapping[str, str]) -> dict[str, s
             "RAY_SERVE_HAPROXY_RETRY_ON": "conn-failure empty-response",
             "RAY_SERVE_HAPROXY_RETRIES": "3",
         }
-        env |= {name: str(_free_port()) for name in SIDE_PORTS}
+        env |= {name: str(free_port()) for name in SIDE_PORTS}
     env = {name: value for name, value in env.items() if name not in environ}
     return env | {HAPROXY_ENV: "1" if ingress == "haproxy" else "0"}

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import socket
 from typing import Any
 
 import httpx
 import numpy as np
 
+from service.ingress import free_port
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+__all__ = ["cosine", "embed", "free_port"]
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import shutil
-import socket
 import sys
 import tempfile
 import threading
@@ -32,6 +31,8 @@ from typing import Any
 import httpx
 import numpy as np
 import yaml
+
+from service.ingress import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 APP = "embedserve"
@@ -52,12 +53,6 @@ class Record:
     content_type: str | None = None
     body: str | None = None  # non-200 only, first 2000 characters
     headers: dict[str, str] = field(default_factory=dict)  # non-200 only
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout_s: float, every_s: float = 0.25) -> Any:
