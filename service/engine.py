@@ -141,9 +141,7 @@ class Embedder:
         start = time.perf_counter()
         metrics.QUEUE_DEPTH.inc(len(sequences))
         try:
-            results = await asyncio.gather(
-                *(self.batcher.submit(seq, per_token) for seq in sequences)
-            )
+            results = await self.batcher.submit(sequences, per_token)
         finally:
             metrics.QUEUE_DEPTH.dec(len(sequences))
         first = min(r.started for r in results)
@@ -166,7 +164,7 @@ class Embedder:
             return running_since is None or time.perf_counter() - running_since < stall_s
         probe = np.asarray([self.artifact.config.pad_token_id + 1], dtype=np.int64)
         try:
-            result = await asyncio.wait_for(self.batcher.submit(probe), timeout_s)
+            [result] = await asyncio.wait_for(self.batcher.submit([probe]), timeout_s)
         except Exception:
             return False
         return bool(np.isfinite(result.vector).all())
@@ -184,7 +182,7 @@ class Embedder:
                 "precision": self.backends.choice.precision,
                 "reason": self.backends.choice.reason,
                 "streams": len(self.backends.streams),
-                "whole_for_lone_batches": self.backends.whole is not None,
+                "whole_for_lone_inputs": self.backends.whole is not None,
                 **self.backends.streams[0].describe(),
             },
             "batching": self.batcher.config.model_dump(),

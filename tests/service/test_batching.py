@@ -1,24 +1,35 @@
-"""The batcher's planning rules, without Ray: cost of a gathered batch and the micro-batch cut."""
+"""The batcher without Ray: the cost of a batch, the micro-batch cut, and how queued inputs
+are dealt to the inference streams of real OpenVINO backends."""
 
+import asyncio
 import itertools
 import random
+import time
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
-from service.batching import Item, batch_cost, pad, plan_micro_batches
-
-
-def _items(lengths: list[int], slot: int) -> list[Item]:
-    return [Item(np.ones(n, dtype=np.int64), False, slot, 0.0) for n in lengths]
+from export.artifact import load_artifact
+from service.backends import Backend, Backends, create_backends
+from service.batching import (
+    ItemResult,
+    MicroBatchStats,
+    TokenBudgetBatcher,
+    batch_cost,
+    pad,
+    plan_micro_batches,
+)
+from service.settings import BatchingConfig, ServiceSettings
 
 
 def test_batch_cost_enforces_count_and_tokens() -> None:
     # max_batch_tokens 1024, max_batch_size 8 -> slot of 128 tokens.
-    assert batch_cost(_items([10] * 8, 128)) == 1024  # eight short inputs: the count cap binds
-    assert batch_cost(_items([10] * 9, 128)) > 1024
-    assert batch_cost(_items([256, 10, 10], 128)) == 768  # padded tokens bind
-    assert batch_cost(_items([256] * 5, 128)) > 1024
+    assert batch_cost(8, 10, 128) == 1024  # eight short inputs: the count cap binds
+    assert batch_cost(9, 10, 128) > 1024
+    assert batch_cost(3, 256, 128) == 768  # padded tokens bind
+    assert batch_cost(5, 256, 128) > 1024
 
 
 def _brute_force(lengths: list[int], overhead: int) -> int:
@@ -58,3 +69,117 @@ def test_pad_right_pads_ids_and_mask() -> None:
     assert ids.tolist() == [[5, 6, 7], [8, 0, 0]]
     assert mask.tolist() == [[1, 1, 1], [1, 0, 0]]
     assert ids.dtype == mask.dtype == np.int64
+
+
+@pytest.fixture(scope="module")
+def backends(minilm_artifact: Path) -> Backends:
+    """What a two-CPU replica runs on this machine: two fp32 streams and ``whole``."""
+    settings = ServiceSettings(
+        artifact=minilm_artifact, backend="openvino", precision="fp32", num_cpus=2
+    )
+    return create_backends(settings, load_artifact(minilm_artifact))
+
+
+@pytest.fixture(scope="module")
+def ids(minilm, corpus) -> list[np.ndarray]:
+    return [np.asarray(s, dtype=np.int64) for s in minilm.tokenizer.tokenize(corpus[:64])]
+
+
+@pytest.fixture(scope="module")
+def alone(backends: Backends, ids: list[np.ndarray]) -> np.ndarray:
+    """Each input's vector when it runs by itself."""
+    return np.stack([backends.streams[0].run(*pad([x], 0))[0] for x in ids])
+
+
+def _batcher(
+    streams: list[Backend], whole: Backend | None, seen: list[MicroBatchStats], **limits: Any
+) -> TokenBudgetBatcher:
+    return TokenBudgetBatcher(streams, BatchingConfig(**limits), 0, seen.append, whole)
+
+
+def _vectors(results: list[ItemResult]) -> np.ndarray:
+    return np.stack([r.vector for r in results])
+
+
+def test_a_lone_input_gets_every_thread_and_more_are_shared_by_the_streams(
+    backends: Backends, ids: list[np.ndarray], alone: np.ndarray
+) -> None:
+    seen: list[MicroBatchStats] = []
+    batcher = _batcher(backends.streams, backends.whole, seen)
+
+    async def scenario() -> tuple[list[ItemResult], list[ItemResult]]:
+        return await batcher.submit(ids[:1]), await batcher.submit(ids[:16])
+
+    one, sixteen = asyncio.run(scenario())
+    assert [s.worker for s in seen if s.worker == "whole"] == ["whole"]
+    assert seen[0].worker == "whole" and seen[0].inputs == 1
+    assert {s.worker for s in seen[1:]} == {"0", "1"}  # both streams, each with a share
+    assert np.abs(_vectors(one) - alone[:1]).max() <= 1e-5
+    assert np.abs(_vectors(sixteen) - alone[:16]).max() <= 1e-5
+
+
+def test_a_busy_replica_keeps_both_streams_working(
+    backends: Backends, ids: list[np.ndarray], alone: np.ndarray
+) -> None:
+    """Four clients in a closed loop (W2's shape): their batches go to the streams, never to
+    ``whole``, which would leave one stream's share of the machine to spinning threads."""
+    seen: list[MicroBatchStats] = []
+    batcher = _batcher(backends.streams, backends.whole, seen)
+    rng = random.Random(2)
+
+    async def client() -> None:
+        for _ in range(6):
+            picked = rng.sample(range(len(ids)), 8)
+            results = await batcher.submit([ids[i] for i in picked])
+            assert np.abs(_vectors(results) - alone[picked]).max() <= 1e-5
+
+    async def scenario() -> None:
+        await asyncio.gather(*(client() for _ in range(4)))
+
+    asyncio.run(scenario())
+    assert sum(s.inputs for s in seen) == 4 * 6 * 8
+    assert {s.worker for s in seen} == {"0", "1"}
+
+
+@pytest.mark.parametrize("wait_s", [0.0, 0.3])
+def test_an_idle_worker_waits_for_company_only_when_told(
+    backends: Backends, ids: list[np.ndarray], wait_s: float
+) -> None:
+    seen: list[MicroBatchStats] = []
+    batcher = _batcher(backends.streams[:1], None, seen, batch_wait_timeout_s=wait_s)
+
+    async def scenario() -> tuple[list[ItemResult], float]:
+        first = asyncio.create_task(batcher.submit(ids[:2]))
+        await asyncio.sleep(0.1)
+        second_sent = time.perf_counter()
+        await batcher.submit(ids[2:4])
+        return await first, second_sent
+
+    first, second_sent = asyncio.run(scenario())
+    if wait_s:  # the first request waited for the second and ran with it
+        assert min(r.started for r in first) >= second_sent
+        assert sum(s.inputs for s in seen) == 4 and len({r.started for r in first}) <= 2
+    else:
+        assert max(r.started for r in first) < second_sent
+
+
+def test_a_cancelled_request_is_dropped_and_the_others_answered(
+    backends: Backends, ids: list[np.ndarray], alone: np.ndarray
+) -> None:
+    seen: list[MicroBatchStats] = []
+    batcher = _batcher(backends.streams[:1], None, seen)
+
+    async def scenario() -> tuple[list[ItemResult], list[ItemResult]]:
+        busy = asyncio.create_task(batcher.submit(ids[:32]))
+        await asyncio.sleep(0.01)  # the worker has taken it
+        gone = asyncio.create_task(batcher.submit(ids[32:40]))
+        kept = asyncio.create_task(batcher.submit(ids[40:44]))
+        await asyncio.sleep(0)
+        gone.cancel()
+        return await busy, await kept
+
+    busy, kept = asyncio.run(scenario())
+    assert np.abs(_vectors(kept) - alone[40:44]).max() <= 1e-5
+    assert len(busy) == 32
+    assert sum(s.inputs for s in seen) == 32 + 4  # the cancelled inputs never ran
+    assert batcher.queued_inputs == 0

@@ -39,7 +39,7 @@ def histogram(client: httpx.Client, name: str) -> dict[str, float]:
 
 def test_vector_does_not_depend_on_batch_company(client: httpx.Client, corpus) -> None:
     backend = client.get("/info").json()["backend"]
-    assert (backend["precision"], backend["streams"], backend["whole_for_lone_batches"]) == (
+    assert (backend["precision"], backend["streams"], backend["whole_for_lone_inputs"]) == (
         "fp32",
         2,
         True,
@@ -100,24 +100,22 @@ def test_batches_reach_the_configured_size_and_no_more(url: str, client: httpx.C
 def test_inputs_arriving_while_the_worker_is_busy_run_together(
     url: str, client: httpx.Client, corpus
 ) -> None:
-    """Ray gathers each short request alone (they are 80 ms apart, its wait is 50 ms); parked
-    behind a long job, the four of them must still run as one batch of 8 when the worker frees."""
+    """Eight passages keep both streams busy; four short requests that arrive one by one
+    meanwhile must run as one batch of 8 when a stream frees, not as four batches of 2."""
     passages = corpus[-8:]
     short = [[101, *([2023] * 10), 102]] * 2  # 12 tokens each: one batch of 8 pads to 96 tokens
     before = histogram(client, "embedserve_batch_tokens")
 
     async def scenario() -> None:
         async with httpx.AsyncClient(base_url=url, timeout=120) as c:
-            busy = [
-                asyncio.create_task(c.post("/embed", json={"inputs": passages})) for _ in range(3)
-            ]
-            await asyncio.sleep(0.15)
+            busy = asyncio.create_task(c.post("/embed", json={"inputs": passages}))
+            await asyncio.sleep(0.1)
             shorts = []
             for _ in range(4):
                 shorts.append(asyncio.create_task(c.post("/v1/embeddings", json={"input": short})))
-                await asyncio.sleep(0.08)
-            assert not all(task.done() for task in busy), "the long job ended too soon to test"
-            responses = await asyncio.gather(*busy, *shorts)
+                await asyncio.sleep(0.03)
+            assert not busy.done(), "the long job ended too soon to test"
+            responses = await asyncio.gather(busy, *shorts)
             assert all(r.status_code == 200 for r in responses)
 
     asyncio.run(scenario())
