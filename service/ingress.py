@@ -51,6 +51,10 @@ def ray_environment(ingress: Ingress, environ: Mapping[str, str]) -> dict[str, s
             # Embedding is idempotent: a request whose replica died is sent again, not lost.
             "RAY_SERVE_HAPROXY_RETRY_ON": "conn-failure empty-response",
             "RAY_SERVE_HAPROXY_RETRIES": "3",
+            # Ray's bundle for the direct path: our code on the replica's own event loop (one
+            # thread hop less per request; nothing of ours blocks it), buffered access logs,
+            # gc.freeze() after start-up. W1's p50 fell by about 0.35 ms; W2 unchanged.
+            "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
         }
         env |= {name: str(free_port()) for name in SIDE_PORTS}
     env = {name: value for name, value in env.items() if name not in environ}
