@@ -206,7 +206,8 @@ class TokenBudgetBatcher:
             items = self._take(math.ceil(self._queued_tokens / idle))
             if not items:  # their callers were gone
                 continue
-            if self.whole is not None and idle == len(self.workers) and len(items) == 1:
+            alone = len(items) == 1 and not self._queue
+            if self.whole is not None and idle == len(self.workers) and alone:
                 self._whole_running = True
                 worker = self.whole
             else:

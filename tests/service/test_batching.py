@@ -107,13 +107,19 @@ def test_a_lone_input_gets_every_thread_and_more_are_shared_by_the_streams(
     seen: list[MicroBatchStats] = []
     batcher = _batcher(backends.streams, backends.whole, seen)
 
+    long = np.asarray([101, *([2023] * 200), 102], dtype=np.int64)
+
     async def scenario() -> tuple[list[ItemResult], list[ItemResult]]:
-        return await batcher.submit(ids[:1]), await batcher.submit(ids[:16])
+        one = await batcher.submit(ids[:1])
+        sixteen = await batcher.submit(ids[:16])
+        await batcher.submit([long, ids[0]])  # the long one is half the tokens, not alone
+        return one, sixteen
 
     one, sixteen = asyncio.run(scenario())
     assert [s.worker for s in seen if s.worker == "whole"] == ["whole"]
     assert seen[0].worker == "whole" and seen[0].inputs == 1
     assert {s.worker for s in seen[1:]} == {"0", "1"}  # both streams, each with a share
+    assert sorted((s.worker, s.inputs) for s in seen[-2:]) == [("0", 1), ("1", 1)]
     assert np.abs(_vectors(one) - alone[:1]).max() <= 1e-5
     assert np.abs(_vectors(sixteen) - alone[:16]).max() <= 1e-5
 
