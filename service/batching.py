@@ -224,7 +224,10 @@ class TokenBudgetBatcher:
         """Seconds idle workers still wait for more inputs: none once the oldest has waited
         ``batch_wait_timeout_s`` or a full batch is queued."""
         config = self.config
-        full = len(self._queue) >= config.max_batch_size
+        full = (
+            len(self._queue) >= config.max_batch_size
+            or self._queued_tokens >= config.max_batch_tokens
+        )
         if config.batch_wait_timeout_s <= 0 or full:
             return 0.0
         return self._queue[0].request.submitted + config.batch_wait_timeout_s - time.perf_counter()
