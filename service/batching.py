@@ -260,8 +260,7 @@ class TokenBudgetBatcher:
                 item.request.fail(exc)
         else:
             for item, result in zip(items, results, strict=True):
-                if not item.request.done.done():
-                    item.request.deliver(item.index, result)
+                item.request.deliver(item.index, result)
         finally:
             if worker is self.whole:
                 self._whole_running = False

@@ -112,7 +112,7 @@ def served_optimisations(variants: list[ServedVariant]) -> list[Optimisation]:
     add(
         "wait",
         "batch_wait",
-        "Batch wait: a fixed wait to fill → none (the parking batcher)",
+        "Batch wait: a fixed wait to fill → none (a freed worker takes what queued)",
         (f"`--batch-wait-timeout-s {wait:g}`", f"{default:g} s (default)")
         if wait is not None and default is not None
         else ("fixed wait", "no wait (default)"),

@@ -82,8 +82,8 @@ def resolve_streams(settings: ServiceSettings, choice: Choice) -> int:
 @dataclass(frozen=True)
 class Backends:
     """What a replica runs: a backend per inference stream, and with several streams ``whole``,
-    the same model as one stream on all the threads, for a batch that finds nothing else to do
-    (one request alone runs faster on all the threads than on a stream's share)."""
+    the same model as one stream on all the threads, for a single input that finds every stream
+    idle (it runs faster on all the threads than on a stream's share)."""
 
     streams: list[Backend]
     whole: Backend | None

@@ -133,7 +133,7 @@ def test_openvino_streams_running_at_once_keep_the_bar(
     precision: str, minilm_artifact: Path, minilm, corpus, reference: np.ndarray
 ) -> None:
     """What ``auto`` serves on two cores: two streams of one thread, called concurrently, and
-    the whole-machine stream a lone batch runs on; all agree with each other and the bar."""
+    the whole-machine stream a lone input runs on; all agree with each other and the bar."""
     if reason := _skip_reason("openvino", precision):
         pytest.skip(reason)
     settings = ServiceSettings(
@@ -145,7 +145,7 @@ def test_openvino_streams_running_at_once_keep_the_bar(
     ids = minilm.tokenizer.tokenize(corpus)
     with ThreadPoolExecutor(2) as pool:
         both = list(pool.map(lambda b: _encode(b, ids), streams))
-    alone = _encode(whole, ids)  # a lone batch gets every thread
+    alone = _encode(whole, ids)  # a lone input gets every thread
     for served in [*both, alone]:
         assert cosine(served, reference).min() >= 0.9999
         assert np.abs(served - both[0]).max() <= _tolerance(streams[0])
