@@ -21,7 +21,8 @@ serve: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -m "not slow"
 
-# Offline and served benchmarks on the same texts; rewrites docs/benchmarks.md (about 9 minutes).
+# Offline and served benchmarks on the same texts, quality of service under load; rewrites
+# docs/benchmarks.md (about 15 minutes).
 bench: $(STAMP)
 	$(PY) -m loadtest.bench
 

@@ -22,7 +22,7 @@ from .summary import Summary, SweepResult  # noqa: E402
 DPI = 110
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
+def save_figure(fig: plt.Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=DPI)
@@ -74,7 +74,7 @@ def timeline(samples: Sequence[Sample], title: str, path: Path, open_loop: bool 
     bottom.set_ylabel("requests/s")
     bottom.legend(loc="lower right", fontsize=8)
     bottom.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def cdf(curves: dict[str, list[tuple[float, float]]], title: str, path: Path) -> Path:
@@ -93,7 +93,7 @@ def cdf(curves: dict[str, list[tuple[float, float]]], title: str, path: Path) ->
     ax.grid(alpha=0.3, which="both")
     if len(curves) > 1 or any(curves.values()):
         ax.legend(fontsize=8, loc="lower right")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def sweep_curve(sweep: SweepResult, title: str, path: Path) -> Path:
@@ -121,7 +121,7 @@ def sweep_curve(sweep: SweepResult, title: str, path: Path) -> Path:
     ax.set_ylabel("latency (ms)")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def compare(summaries: dict[str, Summary], path: Path) -> Path:
@@ -142,4 +142,4 @@ def compare(summaries: dict[str, Summary], path: Path) -> Path:
     right.set_xlabel("inputs/s")
     right.grid(alpha=0.3, axis="x")
     fig.suptitle("load test comparison")
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -39,13 +39,16 @@ def parse_args(argv: list[str] | None = None) -> tuple[Path | None, dict[str, An
     p.add_argument("--max-queued-requests", type=int)
     p.add_argument("--api-key", action="append", dest="api_keys", help="repeat for several keys")
     p.add_argument("--no-truncate", dest="truncate", action="store_false", default=None)
+    p.add_argument("--request-timeout-s", type=float, help="default request deadline (off)")
     p.add_argument("--max-batch-size", type=int)
     p.add_argument("--max-batch-tokens", type=int)
     p.add_argument("--batch-wait-timeout-s", type=float)
+    p.add_argument("--max-queue-wait-s", type=float, help="admission: longest expected wait")
     args = vars(p.parse_args(argv))
     config = args.pop("config")
     batching = {
-        k: args.pop(k) for k in ("max_batch_size", "max_batch_tokens", "batch_wait_timeout_s")
+        k: args.pop(k)
+        for k in ("max_batch_size", "max_batch_tokens", "batch_wait_timeout_s", "max_queue_wait_s")
     }
     if any(v is not None for v in batching.values()):
         args["batching"] = {k: v for k, v in batching.items() if v is not None}

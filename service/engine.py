@@ -7,10 +7,13 @@ threads, never on the event loop.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
@@ -20,9 +23,17 @@ from models.tokenizer import Token, Tokenizer, TruncationSide
 from . import metrics
 from .backends import create_backends
 from .backends.base import warm_up
-from .batching import TokenBudgetBatcher
+from .batching import DeadlineExceeded, QueueFull, TokenBudgetBatcher
 from .errors import ApiError
 from .settings import BatchingConfig, ServiceSettings
+
+T = TypeVar("T")
+# Texts per job on the tokenizer thread: a large request is tokenized a chunk at a time, so a
+# small request that arrives meanwhile waits for one chunk (a few ms), not the whole request.
+TOKENIZE_CHUNK = 32
+# Without truncation, an over-long input is counted up to this many times the model's limit, so
+# its 413 says how long it is without tokenizing megabytes.
+COUNT_LIMIT_FACTOR = 4
 
 
 @dataclass(frozen=True)
@@ -55,6 +66,7 @@ class Embedder:
             config.pad_token_id,
             metrics.observe_micro_batch,
             whole=self.backends.whole,
+            on_drop=metrics.observe_dropped,
         )
         self._tokenizer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenize")
 
@@ -71,20 +83,26 @@ class Embedder:
     ) -> list[np.ndarray]:
         """Token ids per text; over-long texts are cut, or refused (413) with truncate=False."""
         tokenizer = self._require_tokenizer()
-        loop = asyncio.get_running_loop()
-        ids = await loop.run_in_executor(
-            self._tokenizer_thread, tokenizer.tokenize, texts, truncate, side
-        )
+        limit = self.max_length if truncate else self.max_length * COUNT_LIMIT_FACTOR + 1
+        ids = await self._on_tokenizer_thread(tokenizer.tokenize, texts, True, side, limit)
         if not truncate:
             self._reject_long(ids)
         return [np.asarray(seq, dtype=np.int64) for seq in ids]
 
     async def tokens(self, texts: list[str], add_special_tokens: bool) -> list[list[Token]]:
         tokenizer = self._require_tokenizer()
+        return await self._on_tokenizer_thread(tokenizer.tokens, texts, add_special_tokens)
+
+    async def _on_tokenizer_thread(
+        self, work: Callable[..., list[T]], texts: list[str], *args: object
+    ) -> list[T]:
+        """``work(texts, *args)`` on the tokenizer thread, ``TOKENIZE_CHUNK`` texts a job."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._tokenizer_thread, tokenizer.tokens, texts, add_special_tokens
-        )
+        out: list[T] = []
+        for start in range(0, len(texts), TOKENIZE_CHUNK):
+            chunk = texts[start : start + TOKENIZE_CHUNK]
+            out += await loop.run_in_executor(self._tokenizer_thread, work, chunk, *args)
+        return out
 
     def _require_tokenizer(self) -> Tokenizer:
         if self.tokenizer is None:
@@ -119,29 +137,42 @@ class Embedder:
         return [a[:n] if side == "right" else a[-n:] for a in arrays]
 
     def _reject_long(self, sequences: list) -> None:
+        counted = self.max_length * COUNT_LIMIT_FACTOR
         for index, seq in enumerate(sequences):
             if len(seq) > self.max_length:
+                size = f"more than {counted}" if len(seq) > counted else str(len(seq))
                 raise ApiError(
                     413,
-                    f"input[{index}] has {len(seq)} tokens; the model takes at most "
+                    f"input[{index}] has {size} tokens; the model takes at most "
                     f"{self.max_length} (send truncate=true to cut it)",
                     "input",
                     "input_too_long",
                 )
 
-    async def embed(self, sequences: list[np.ndarray], per_token: bool = False) -> Embedded:
-        """Run every input through the shared batcher and gather the answers in order."""
-        if not self.batcher.has_room(len(sequences)):
-            raise ApiError(
-                429,
-                "the server is busy: too many inputs queued, retry shortly",
-                code="queue_full",
-                headers={"Retry-After": "1"},
-            )
+    async def embed(
+        self, sequences: list[np.ndarray], per_token: bool = False, deadline: float | None = None
+    ) -> Embedded:
+        """Run every input through the shared batcher and gather the answers in order.
+
+        ``deadline`` is a ``time.perf_counter()`` time: past it, queued inputs are dropped (504).
+        """
         start = time.perf_counter()
         metrics.QUEUE_DEPTH.inc(len(sequences))
         try:
-            results = await self.batcher.submit(sequences, per_token)
+            results = await self.batcher.submit(sequences, per_token, deadline)
+        except QueueFull as full:
+            raise ApiError(
+                429,
+                "the server is busy: too much work queued, retry after the Retry-After seconds",
+                code="queue_full",
+                headers={"Retry-After": str(max(1, math.ceil(full.retry_after_s)))},
+            ) from None
+        except DeadlineExceeded:
+            raise ApiError(
+                504,
+                "the request's deadline passed before its inputs could run",
+                code="deadline_exceeded",
+            ) from None
         finally:
             metrics.QUEUE_DEPTH.dec(len(sequences))
         first = min(r.started for r in results)
@@ -164,7 +195,8 @@ class Embedder:
             return running_since is None or time.perf_counter() - running_since < stall_s
         probe = np.asarray([self.artifact.config.pad_token_id + 1], dtype=np.int64)
         try:
-            [result] = await asyncio.wait_for(self.batcher.submit([probe]), timeout_s)
+            submitted = self.batcher.submit([probe], probe=True)
+            [result] = await asyncio.wait_for(submitted, timeout_s)
         except Exception:
             return False
         return bool(np.isfinite(result.vector).all())

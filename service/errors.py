@@ -21,6 +21,7 @@ _TYPES = {
     429: "rate_limit_error",
     500: "server_error",
     503: "service_unavailable",
+    504: "timeout_error",
 }
 _TEI_TYPES = {
     401: "Unauthorized",
@@ -28,6 +29,7 @@ _TEI_TYPES = {
     429: "Overloaded",
     500: "Backend",
     503: "Unhealthy",
+    504: "Overloaded",
 }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import get_args
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -20,7 +21,7 @@ from prometheus_client import (
     multiprocess,
 )
 
-from .batching import MicroBatchStats
+from .batching import DropReason, MicroBatchStats
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 if os.environ.get(MULTIPROC_ENV):
@@ -75,6 +76,13 @@ REQUEST_INPUTS = Histogram(
 )
 REQUESTS = Counter("embedserve_requests_total", "Requests answered.", ["route", "status"])
 INPUT_TOKENS = Counter("embedserve_input_tokens_total", "Real tokens of all inputs embedded.")
+DROPPED_INPUTS = Counter(
+    "embedserve_dropped_inputs_total",
+    "Queued inputs dropped before inference: their client went away, or their deadline passed.",
+    ["reason"],
+)
+for _reason in get_args(DropReason):  # exposed at 0 before the first drop
+    DROPPED_INPUTS.labels(_reason)
 QUEUE_DEPTH = Gauge(
     "embedserve_queue_depth",
     "Inputs waiting in or running through the batcher.",
@@ -86,6 +94,10 @@ def observe_micro_batch(stats: MicroBatchStats) -> None:
     BATCH_SIZE.observe(stats.inputs)
     BATCH_TOKENS.observe(stats.padded_tokens)
     PADDING_RATIO.observe(1.0 - stats.real_tokens / stats.padded_tokens)
+
+
+def observe_dropped(reason: DropReason, inputs: int) -> None:
+    DROPPED_INPUTS.labels(reason).inc(inputs)
 
 
 def observe_request(route: str, status: int, seconds: float) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hmac
 import logging
+import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -65,6 +66,28 @@ async def parse(request: Request, model: type[BaseModel], limit: int) -> Any:
         # The field, not pydantic's union member ("input", not "input.str").
         param = str(first["loc"][0]) if first["loc"] else None
         raise ApiError(422, message, param, "invalid_value") from None
+
+
+DEADLINE_HEADER = "x-request-timeout-ms"
+
+
+def deadline(request: Request, start: float, default_s: float | None) -> float | None:
+    """When the request must be answered (``time.perf_counter()``): the sooner of the client's
+    ``x-request-timeout-ms`` and the server's default; None when neither is set."""
+    raw = request.headers.get(DEADLINE_HEADER)
+    timeout_s = default_s
+    if raw is not None:
+        try:
+            given = float(raw) / 1000
+        except ValueError:
+            given = math.nan
+        if not (given > 0 and math.isfinite(given)):
+            raise ApiError(
+                400, f"{DEADLINE_HEADER} must be a positive number of milliseconds",
+                DEADLINE_HEADER, "invalid_timeout",
+            )  # fmt: skip
+        timeout_s = given if default_s is None else min(given, default_s)
+    return None if timeout_s is None else start + timeout_s
 
 
 def check_inputs(count: int, max_inputs: int) -> None:
@@ -141,6 +164,7 @@ def build_api(engine: Embedder) -> FastAPI:
                             code="invalid_api_key",
                             headers={"WWW-Authenticate": "Bearer"},
                         )
+                    request.state.deadline = deadline(request, start, settings.request_timeout_s)
                     body, headers = await handler(request)
                     response = json_response(body, headers=headers)
                 except ApiError as error:
@@ -159,7 +183,11 @@ def build_api(engine: Embedder) -> FastAPI:
         return wrap
 
     async def embed_texts_or_ids(
-        inputs: list[str] | list[list[int]], truncate: bool, side: str, per_token: bool
+        request: Request,
+        inputs: list[str] | list[list[int]],
+        truncate: bool,
+        side: str,
+        per_token: bool,
     ) -> Embedded:
         check_inputs(len(inputs), settings.max_inputs)
         t0 = time.perf_counter()
@@ -170,7 +198,7 @@ def build_api(engine: Embedder) -> FastAPI:
             sequences = engine.token_ids(inputs, truncate, side)  # type: ignore[arg-type]
         metrics.TOKENIZE_DURATION.observe(time.perf_counter() - t0)
         metrics.REQUEST_INPUTS.observe(len(sequences))
-        result = await engine.embed(sequences, per_token)
+        result = await engine.embed(sequences, per_token, request.state.deadline)
         metrics.QUEUE_DURATION.observe(result.queue_s)
         metrics.INFERENCE_DURATION.observe(result.inference_s)
         metrics.INPUT_TOKENS.inc(result.tokens)
@@ -189,7 +217,9 @@ def build_api(engine: Embedder) -> FastAPI:
         inputs = req.input
         if isinstance(inputs, str) or (inputs and isinstance(inputs[0], int)):
             inputs = [inputs]
-        result = await embed_texts_or_ids(inputs, settings.truncate, "right", per_token=False)
+        result = await embed_texts_or_ids(
+            request, inputs, settings.truncate, "right", per_token=False
+        )
         vectors = finish(np.stack(result.vectors), True, req.dimensions)
         if req.encoding_format == "base64":
             items = [base64.b64encode(v.astype("<f4").tobytes()).decode() for v in vectors]
@@ -209,7 +239,9 @@ def build_api(engine: Embedder) -> FastAPI:
         req = await parse(request, TeiEmbedRequest, settings.max_body_bytes)
         texts = [req.inputs] if isinstance(req.inputs, str) else req.inputs
         truncate = settings.truncate if req.truncate is None else req.truncate
-        result = await embed_texts_or_ids(texts, truncate, req.truncation_direction, per_token)
+        result = await embed_texts_or_ids(
+            request, texts, truncate, req.truncation_direction, per_token
+        )
         if per_token:
             body: Any = result.vectors
         else:

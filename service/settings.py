@@ -25,7 +25,10 @@ class BatchingConfig(BaseModel):
 
     max_batch_size: int = Field(64, ge=1, le=4096, description="inputs per gathered batch")
     max_batch_tokens: int = Field(
-        16384, ge=1, description="padded tokens (inputs × longest) per gathered batch"
+        2048,
+        ge=1,
+        description="padded tokens (inputs × longest) per step a worker takes: bounds how long "
+        "a new request waits for a busy worker (service.batching)",
     )
     batch_wait_timeout_s: float = Field(
         0.0,
@@ -37,8 +40,17 @@ class BatchingConfig(BaseModel):
     micro_batch_overhead_tokens: int = Field(
         16, ge=0, description="cost of one more backend call, in padded tokens, when cutting"
     )
-    max_queued_inputs: int = Field(
-        8192, ge=1, description="inputs waiting in a replica beyond which requests get 429"
+    max_queue_wait_s: float = Field(
+        5.0,
+        gt=0,
+        description="a request the work queued ahead of it would keep waiting longer is "
+        "refused with 429 (estimated from the replica's recent tokens per second)",
+    )
+    max_queued_tokens: int = Field(
+        1 << 20,
+        ge=1,
+        description="real tokens queued in a replica beyond which requests get 429 (a bound on "
+        "memory, and on admission before the replica has measured its speed)",
     )
 
 
@@ -95,6 +107,12 @@ class ServiceSettings(BaseModel):
     max_inputs: int = Field(2048, ge=1, description="inputs per request")
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     truncate: bool = Field(True, description="cut inputs over the model's limit (else 413)")
+    request_timeout_s: float | None = Field(
+        None,
+        gt=0,
+        description="default deadline of a request; a client's x-request-timeout-ms can only "
+        "shorten it. Inputs still queued at the deadline are dropped: 504. None: no default",
+    )
     api_keys: list[SecretStr] = Field(default_factory=list)
     metrics_dir: Path | None = Field(
         None, description="prometheus multiprocess folder shared by the replicas of a node"

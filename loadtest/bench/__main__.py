@@ -2,8 +2,9 @@
 
 Phases: the fp32 PyTorch reference vectors; offline rounds (sentence-transformers and every
 embedserve CPU backend); the load generator against a stub; embedserve served (W1-W4, then W2
-paired with its own backend offline); issue 8's optimisations, before → after (server variants
-back to back, then the served backend offline); finally results.json, the plots and the Markdown.
+paired with its own backend offline, then quality of service under load, ``qos``); issue 8's
+optimisations, before → after (server variants back to back, then the served backend offline);
+finally results.json, the plots and the Markdown.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from .. import plots as lt_plots  # noqa: E402
 from ..driver import RunResult, run  # noqa: E402
 from ..summary import now  # noqa: E402
 from ..workload import chunks  # noqa: E402
-from . import figures, flops, offline, optimisations, report, served  # noqa: E402
+from . import figures, flops, offline, optimisations, qos, report, served  # noqa: E402
 from .collect import (  # noqa: E402
     accuracy,
     client_rows,
@@ -50,6 +51,7 @@ from .results import (  # noqa: E402
     LongPassageFlops,
     Optimisation,
     PeakResult,
+    QosResults,
     Row,
     ServedVariant,
     ServedVsOffline,
@@ -140,6 +142,7 @@ class Served:
     vectors: np.ndarray
     vs_offline: ServedVsOffline | None
     cpu: CpuBreakdown | None
+    qos: QosResults | None
 
 
 def served_backend(
@@ -171,33 +174,46 @@ def serve_and_load(
         start_rps = max(1.0, round(runs["w1"].summary.throughput_rps / 2))
         sweep = served.sweep_config(url, assets, t.singles_file, start_rps, SLO_P99_MS, scale)
         runs["w4"] = run(sweep)
-        # The ratio issue 5 asks for: against the backend the server itself chose.
-        same = served_backend(encoders, runs["w1"].summary.server_info)
-        if same is None:
-            log.warning("the served backend was not measured offline: no ratio")
-            return Served(runs, vectors, None, cpu)
-        log.info("W2 against %s offline, in back-to-back pairs", same.name)
-        seconds = 10 * scale
-        streams = offline.stream_encoders(same, args.artifact, args.threads)
-        batches = t.batches["short32"]
+        vs_offline = paired_vs_offline(args, t, encoders, url, runs, scale)
+        # Quality of service last, in this same server: the overload is sized by this server's
+        # own W2, a fresh server would add a minute of start-up to make bench, and nothing else
+        # is measured here after the flood, so whatever it leaves behind can disturb nothing.
+        log.info("quality of service: bulk, a 5 MB input, overload")
+        capacity = runs["w2"].summary.throughput_rps
+        qos_results = qos.run_qos(url, server.pid, capacity, assets, scale)
+    return Served(runs, vectors, vs_offline, cpu, qos_results)
 
-        def best_offline() -> float:  # the stricter reference: the faster way to run it
-            return max(offline.one_pass(same, batches), offline.streams_pass(streams, batches))
 
-        pairs = served.paired_w2(url, best_offline, PAIRS, seconds)
-    return Served(
-        runs,
-        vectors,
-        cpu=cpu,
-        vs_offline=ServedVsOffline(
-            backend=same.name,
-            served_inputs_per_s=float(np.median([s for _, s in pairs])),
-            offline_inputs_per_s=float(np.median([o for o, _ in pairs])),
-            ratio=float(np.median([s / o for o, s in pairs])),
-            pairs=pairs,
-            seconds_per_served_run=seconds,
-            offline_streams=len(streams),
-        ),
+def paired_vs_offline(
+    args: argparse.Namespace,
+    t: Texts,
+    encoders: list[offline.Encoder],
+    url: str,
+    runs: dict[str, RunResult],
+    scale: float,
+) -> ServedVsOffline | None:
+    """Issue 5's ratio: W2 against the backend the server itself chose, in back-to-back pairs."""
+    same = served_backend(encoders, runs["w1"].summary.server_info)
+    if same is None:
+        log.warning("the served backend was not measured offline: no ratio")
+        return None
+    log.info("W2 against %s offline, in back-to-back pairs", same.name)
+    seconds = 10 * scale
+    streams = offline.stream_encoders(same, args.artifact, args.threads)
+    batches = t.batches["short32"]
+
+    def best_offline() -> float:  # the stricter reference: the faster way to run it
+        return max(offline.one_pass(same, batches), offline.streams_pass(streams, batches))
+
+    pairs = served.paired_w2(url, best_offline, PAIRS, seconds)
+    return ServedVsOffline(
+        backend=same.name,
+        served_inputs_per_s=float(np.median([s for _, s in pairs])),
+        offline_inputs_per_s=float(np.median([o for o, _ in pairs])),
+        ratio=float(np.median([s / o for o, s in pairs])),
+        pairs=pairs,
+        seconds_per_served_run=seconds,
+        offline_streams=len(streams),
     )
 
 
@@ -390,6 +406,7 @@ def main(argv: list[str] | None = None) -> int:
         long_flops=passage_flops,
         served_variants=variants,
         optimisations=optimised,
+        qos=s.qos,
     )
     assets.mkdir(parents=True, exist_ok=True)
     (assets / "results.json").write_text(results.model_dump_json(indent=2) + "\n")

@@ -64,7 +64,7 @@ def classify(argv: list[str]) -> str:
     return CONTROL_PLANE
 
 
-def _kind(pid: int, client: int) -> str:
+def process_kind(pid: int, client: int) -> str:
     if pid == client:
         return "load generator (bench process)"
     try:
@@ -106,7 +106,7 @@ def snapshot(pids: list[int]) -> Snapshot:
     user, nice, system, idle, iowait, irq, softirq, steal = (values + [0] * 8)[:8]
     return Snapshot(
         threads,
-        {pid: _kind(pid, client) for pid in threads},
+        {pid: process_kind(pid, client) for pid in threads},
         user + nice + system + irq + softirq,
         idle + iowait,
         steal,

@@ -1,6 +1,7 @@
 """docs/benchmarks.md from ``BenchResults``: machine, the table with ratios and accuracy, the
 served-vs-offline check, long-passage FLOP/s against the bf16 peak, each optimisation before →
-after, the server's latency split, the client's own cost, and the plots.
+after, the server's latency split, quality of service under load, the client's own cost, and
+the plots.
 
 Rendering reads only ``results.json``'s model, so the report can be re-rendered from it.
 """
@@ -9,7 +10,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .results import BenchResults, Metric, Optimisation
+from ..stats import LatencyStats
+from .results import (
+    BULK_PHASES,
+    BenchResults,
+    BulkQos,
+    HugeInputQos,
+    Metric,
+    Optimisation,
+    OverloadQos,
+)
 
 INGRESS_NAMES = {"haproxy": "HAProxy", "proxy": "Ray's Python HTTP proxy (ProxyActor)"}
 
@@ -114,7 +124,7 @@ def render(results: BenchResults) -> str:
     ]
     out += served_vs_offline(results) + cpu_budget(results) + long_passage_flops(results)
     out += optimisations(results) + server_split(results)
-    out += sweep(results)
+    out += sweep(results) + qos(results)
     out += client(results) + plots_section(results) + notes(results)
     return "\n".join(out) + "\n"
 
@@ -350,6 +360,148 @@ def sweep(results: BenchResults) -> list[str]:
             f": {step.reason} |"
         )
     return [*lines, ""]
+
+
+def _meets(ok: bool) -> str:
+    return "meets" if ok else "**misses**"
+
+
+def _at_most(value: float | None, target: float) -> str:
+    return "–" if value is None else _meets(value <= target)
+
+
+def _statuses(clients: dict[str, dict[str, int]]) -> str:
+    return "; ".join(
+        f"{name}: " + ", ".join(f"{n} × {status}" for status, n in sorted(counts.items()))
+        for name, counts in clients.items()
+    )
+
+
+def qos(results: BenchResults) -> list[str]:
+    """Quality of service: the bulk, 5 MB and overload scenarios of ``loadtest.bench.qos``."""
+    q = results.qos
+    if q is None:
+        return []
+    return [
+        "## Quality of service under load",
+        "",
+        "Three scenarios in the server of W1–W4, after them and the served-vs-offline pairs "
+        f"({q.seconds:.0f} s in all), through the load generator's own runners (several "
+        "clients on one event loop and one connection pool, so their clocks agree), by "
+        "`loadtest/bench/qos.py`. Latency percentiles are over OK answers; every other status "
+        "is counted on its own. Run by:",
+        "",
+        "```",
+        results.command,
+        "```",
+        "",
+        *qos_bulk(q.bulk),
+        *qos_huge_input(q.huge_input),
+        *qos_overload(q.overload),
+        *(line for p in q.plots for line in (f"![{Path(p).stem}]({p})", "")),
+    ]
+
+
+def _latency_cells(s: LatencyStats) -> str:
+    return f"{s.count} | {_f(s.p50)} | {_f(s.p99)} | {_f(s.max)}"
+
+
+def qos_bulk(b: BulkQos) -> list[str]:
+    a, alone, beside = (b.seconds[k] for k in BULK_PHASES)
+    ratio = b.ratio
+    return [
+        f"### Bulk beside interactive ({b.bulk_inputs_per_request} passages per bulk request)",
+        "",
+        "An interactive client sends one sentence at a time (the corpus's, in order) alone "
+        f"for {a:g} s; then a bulk client keeps one request of {b.bulk_inputs_per_request} "
+        f"passages (the corpus's, wrapped around) in flight, alone for {alone:g} s, then beside "
+        f"the interactive client for {beside:g} s. Bulk throughput counts each OK bulk "
+        "request's passages spread evenly over its time in flight (sent → answered), for the "
+        "share inside the phase: a request takes seconds, so counting whole requests when they "
+        "complete would credit a phase with work done in the one before.",
+        "",
+        "| interactive client | OK requests | p50 ms | p99 ms | max ms |",
+        "|---|---:|---:|---:|---:|",
+        f"| alone | {_latency_cells(b.interactive_alone)} |",
+        f"| beside bulk | {_latency_cells(b.interactive_beside_bulk)} |",
+        f"| target beside bulk | | ≤ {b.target_p50_ms:g} | ≤ {b.target_p99_ms:g} | |",
+        "",
+        "| bulk client | passages/s |",
+        "|---|---:|",
+        f"| alone | {_f(b.bulk_alone_inputs_per_s)} |",
+        f"| beside interactive | {_f(b.bulk_beside_inputs_per_s)} |",
+        f"| beside ÷ alone (target ≥ {b.target_ratio:g}×) | {_ratio(ratio)} |",
+        "",
+        f"Beside bulk, interactive p50 {_f(b.interactive_beside_bulk.p50)} ms "
+        f"{_at_most(b.interactive_beside_bulk.p50, b.target_p50_ms)} the ≤ {b.target_p50_ms:g} "
+        f"ms target and p99 {_f(b.interactive_beside_bulk.p99)} ms "
+        f"{_at_most(b.interactive_beside_bulk.p99, b.target_p99_ms)} the ≤ {b.target_p99_ms:g} "
+        f"ms one; bulk kept {_ratio(ratio)} of its throughput alone, which "
+        + ("–" if ratio is None else _meets(ratio >= b.target_ratio))
+        + f" the ≥ {b.target_ratio:g}× target. Statuses: {_statuses(b.statuses)}.",
+        "",
+    ]
+
+
+def qos_huge_input(h: HugeInputQos) -> list[str]:
+    return [
+        f"### A {h.input_bytes / 2**20:.0f} MiB input beside interactive",
+        "",
+        f"For {h.seconds:g} s, one client sends back to back a request whose single input is "
+        f"{h.input_bytes:,} bytes of the corpus's sentences (the server truncates it to the "
+        "model's limit) while another sends one sentence at a time.",
+        "",
+        "| client | OK requests | p50 ms | p99 ms | max ms |",
+        "|---|---:|---:|---:|---:|",
+        f"| interactive | {_latency_cells(h.interactive)} |",
+        f"| {h.input_bytes / 2**20:.0f} MiB input | {_latency_cells(h.huge)} |",
+        "",
+        f"Statuses: {_statuses(h.statuses)}.",
+        "",
+    ]
+
+
+def qos_overload(o: OverloadQos) -> list[str]:
+    rss = " | ".join(f"{_f(r.replica_mib, 0)} / {_f(r.tree_mib, 0)}" for r in o.rss.values())
+    recovered = (
+        f"**{o.recovery_s:.1f} s**"
+        if o.recovery_s is not None
+        else f"**not within {o.recovery_bound_s:g} s**"
+    )
+    requests = sum(o.statuses.values())
+    return [
+        f"### Overload: {o.offered_rps / o.capacity_rps:g}× W2's capacity, open loop",
+        "",
+        f"Poisson arrivals of W2's request ({o.inputs_per_request} sentences) at "
+        f"{o.offered_rps:.1f} requests/s, {o.offered_rps / o.capacity_rps:g}× the "
+        f"{o.capacity_rps:.1f} requests/s W2 achieved in this run, for {o.seconds:g} s: "
+        f"{requests} requests, latency from each one's scheduled time. The client does not "
+        f"cap what is in flight; it gives up on a request after {o.timeout_s:g} s (a timeout, "
+        "as in W1–W4). Statuses: "
+        + ", ".join(f"{n} × {k}" for k, n in sorted(o.statuses.items()))
+        + f"; 5xx: {o.server_errors}, which {_meets(o.server_errors == 0)} the target of 0.",
+        "",
+        "| answer | count | p50 ms | p99 ms | max ms |",
+        "|---|---:|---:|---:|---:|",
+        f"| admitted (OK) | {_latency_cells(o.admitted)} |",
+        f"| refused (429) | {_latency_cells(o.refused)} |",
+        f"| 5xx | {o.server_errors} | | | |",
+        f"| other errors (other 4xx, timeouts, connection errors, drops) | {o.other_errors} "
+        "| | | |",
+        "",
+        "Recovery: from the flood's last scheduled arrival (its requests still in flight "
+        f"finish meanwhile), single sentences back to back (a {o.probe_pause_s:g} s pause after "
+        f"a refused one) until {o.recovery_run} in a row came in under 2× the idle p50 "
+        f"measured just before the flood ({_f(o.idle_p50_ms)} ms): {recovered}, after "
+        f"{o.recovery_probes} probes.",
+        "",
+        "Resident memory (VmRSS, MiB), replica process / the launcher's whole process tree:",
+        "",
+        "| " + " | ".join(o.rss) + " |",
+        "|" + "---:|" * len(o.rss),
+        f"| {rss} |",
+        "",
+    ]
 
 
 def client(results: BenchResults) -> list[str]:

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from ..server import ServerSplit
+from ..stats import LatencyStats
 from ..summary import SweepResult
 from .cpu import CpuBreakdown
 
@@ -201,6 +202,83 @@ class Optimisation(BaseModel):
     method: str  # how it was measured, for the report
 
 
+class Rss(BaseModel):
+    """Resident memory (VmRSS) in MiB: the replica process(es), where queued inputs live, and
+    the launcher's whole process tree (raylet, GCS, HAProxy, ...; shared pages once per process).
+    """
+
+    replica_mib: float | None  # None: no replica process found
+    tree_mib: float
+
+
+BULK_PHASES = ("interactive alone", "bulk alone", "bulk + interactive")  # BulkQos.seconds' keys
+
+
+class BulkQos(BaseModel):
+    """A bulk client (one request of ``bulk_inputs_per_request`` passages in flight) beside an
+    interactive one (one sentence in flight); latencies over OK answers only."""
+
+    seconds: dict[str, float]  # BULK_PHASES -> length
+    bulk_inputs_per_request: int
+    interactive_alone: LatencyStats
+    interactive_beside_bulk: LatencyStats
+    # Each OK bulk request's inputs spread evenly over its time in flight (qos.prorated_...)
+    bulk_alone_inputs_per_s: float
+    bulk_beside_inputs_per_s: float
+    statuses: dict[str, dict[str, int]]  # client -> status (summary.status_key) -> requests
+    target_p50_ms: float = 150.0
+    target_p99_ms: float = 400.0
+    target_ratio: float = 0.85
+
+    @property
+    def ratio(self) -> float | None:
+        """Bulk throughput beside the interactive client over bulk throughput alone."""
+        return _over(self.bulk_beside_inputs_per_s, self.bulk_alone_inputs_per_s)
+
+
+class HugeInputQos(BaseModel):
+    """One request whose single input is ``input_bytes`` of text, back to back, beside an
+    interactive client; the server truncates the input to the model's limit."""
+
+    seconds: float
+    input_bytes: int
+    interactive: LatencyStats
+    huge: LatencyStats
+    statuses: dict[str, dict[str, int]]  # client -> status -> requests
+
+
+class OverloadQos(BaseModel):
+    """Poisson arrivals of W2's requests at a multiple of W2's capacity, then recovery."""
+
+    capacity_rps: float  # W2's requests/s in the same run
+    offered_rps: float
+    seconds: float
+    inputs_per_request: int
+    statuses: dict[str, int]  # every status (summary.status_key) of the flood's requests
+    admitted: LatencyStats  # OK answers
+    refused: LatencyStats  # 429s
+    server_errors: int  # any 5xx
+    other_errors: int  # neither OK, 429 nor 5xx: other 4xx, timeouts, connection errors, drops
+    idle_p50_ms: float | None  # single sentences, back to back, just before the flood
+    recovery_s: float | None  # None: not recovered within recovery_bound_s
+    recovery_run: int  # consecutive single sentences under 2x idle_p50_ms that mean recovered
+    recovery_bound_s: float
+    recovery_probes: int
+    probe_pause_s: float  # before the next probe after one that was not OK
+    timeout_s: float  # the client's: a request unanswered by then counts as a timeout
+    rss: dict[str, Rss]  # "before", "right after", "after recovery"
+
+
+class QosResults(BaseModel):
+    """Quality of service under load (``loadtest.bench.qos``), run in the main server last."""
+
+    bulk: BulkQos
+    huge_input: HugeInputQos
+    overload: OverloadQos
+    plots: list[str]  # relative to the report's folder
+    seconds: float  # wall time of the three scenarios
+
+
 class BenchResults(BaseModel):
     generated_at: str
     command: str
@@ -220,3 +298,4 @@ class BenchResults(BaseModel):
     long_flops: LongPassageFlops | None = None  # issue 8: FLOP/s against the bf16 peak
     served_variants: list[ServedVariant] = []  # in the order they ran
     optimisations: list[Optimisation] = []  # issue 8: before → after, one per optimisation
+    qos: QosResults | None = None  # quality of service under load; absent in older results

@@ -14,8 +14,11 @@ import pytest
 from export.artifact import load_artifact
 from service.backends import Backend, Backends, create_backends
 from service.batching import (
+    DeadlineExceeded,
+    DropReason,
     ItemResult,
     MicroBatchStats,
+    QueueFull,
     TokenBudgetBatcher,
     batch_cost,
     pad,
@@ -92,9 +95,14 @@ def alone(backends: Backends, ids: list[np.ndarray]) -> np.ndarray:
 
 
 def _batcher(
-    streams: list[Backend], whole: Backend | None, seen: list[MicroBatchStats], **limits: Any
+    streams: list[Backend],
+    whole: Backend | None,
+    seen: list[MicroBatchStats],
+    dropped: list[tuple[DropReason, int]] | None = None,
+    **limits: Any,
 ) -> TokenBudgetBatcher:
-    return TokenBudgetBatcher(streams, BatchingConfig(**limits), 0, seen.append, whole)
+    on_drop = None if dropped is None else lambda reason, n: dropped.append((reason, n))
+    return TokenBudgetBatcher(streams, BatchingConfig(**limits), 0, seen.append, whole, on_drop)
 
 
 def _vectors(results: list[ItemResult]) -> np.ndarray:
@@ -173,7 +181,8 @@ def test_a_cancelled_request_is_dropped_and_the_others_answered(
     backends: Backends, ids: list[np.ndarray], alone: np.ndarray
 ) -> None:
     seen: list[MicroBatchStats] = []
-    batcher = _batcher(backends.streams[:1], None, seen)
+    dropped: list[tuple[DropReason, int]] = []
+    batcher = _batcher(backends.streams[:1], None, seen, dropped)
 
     async def scenario() -> tuple[list[ItemResult], list[ItemResult]]:
         busy = asyncio.create_task(batcher.submit(ids[:32]))
@@ -188,4 +197,126 @@ def test_a_cancelled_request_is_dropped_and_the_others_answered(
     assert np.abs(_vectors(kept) - alone[40:44]).max() <= 1e-5
     assert len(busy) == 32
     assert sum(s.inputs for s in seen) == 32 + 4  # the cancelled inputs never ran
+    assert dropped == [("client_gone", 8)]
     assert batcher.queued_inputs == 0
+
+
+async def _finishing_order(batcher: TokenBudgetBatcher, requests: dict[str, list]) -> list[str]:
+    """Submit the requests in order, a tick apart; their names in the order they are answered."""
+    order: list[str] = []
+
+    async def one(name: str, sequences: list) -> None:
+        await batcher.submit(sequences)
+        order.append(name)
+
+    tasks = []
+    for name, sequences in requests.items():
+        tasks.append(asyncio.create_task(one(name, sequences)))
+        await asyncio.sleep(0.001)
+    await asyncio.gather(*tasks)
+    return order
+
+
+def test_a_small_request_does_not_wait_behind_a_big_one(
+    backends: Backends, ids: list[np.ndarray]
+) -> None:
+    """Steps of at most 512 padded tokens: the big request needs many, the small ones join the
+    first step that starts after they arrive, and are answered first."""
+    seen: list[MicroBatchStats] = []
+    batcher = _batcher(backends.streams[:1], None, seen, max_batch_tokens=512)
+    big = ids[:48]
+    order = asyncio.run(
+        _finishing_order(batcher, {"big": big, "small": ids[48:49], "pair": ids[49:51]})
+    )
+    assert set(order[:2]) == {"small", "pair"} and order[2] == "big"
+    assert all(s.padded_tokens <= 512 for s in seen)
+
+
+def test_a_big_request_progresses_while_small_ones_keep_coming(
+    backends: Backends, ids: list[np.ndarray]
+) -> None:
+    """Steps of 64 padded tokens, which three waiting sentences fill: fewest tokens left first
+    would starve the big request until the small ones stop. Its oldest input joins every step,
+    so it finishes while they still come."""
+    seen: list[MicroBatchStats] = []
+    batcher = _batcher(backends.streams[:1], None, seen, max_batch_tokens=64)
+    answered: list[str] = []
+
+    async def smalls(k: int) -> None:
+        for i in range(24):
+            await batcher.submit([ids[(k + i) % len(ids)]])
+            answered.append("small")
+
+    async def big() -> None:
+        await batcher.submit(ids[:8])
+        answered.append("big")
+
+    async def scenario() -> None:
+        await asyncio.gather(smalls(0), smalls(1), smalls(2), big())
+
+    asyncio.run(scenario())
+    assert answered.index("big") < len(answered) // 2
+
+
+def test_inputs_queued_past_their_deadline_never_run(
+    backends: Backends, ids: list[np.ndarray]
+) -> None:
+    """An idle worker that waits a second for company holds the request in the queue while its
+    50 ms deadline passes; an already expired request is refused before it queues."""
+    seen: list[MicroBatchStats] = []
+    dropped: list[tuple[DropReason, int]] = []
+    batcher = _batcher(backends.streams[:1], None, seen, dropped, batch_wait_timeout_s=1.0)
+
+    async def scenario() -> None:
+        with pytest.raises(DeadlineExceeded):
+            await batcher.submit(ids[:3], deadline=time.perf_counter() + 0.05)
+        with pytest.raises(DeadlineExceeded):
+            await batcher.submit(ids[:2], deadline=time.perf_counter())
+        await asyncio.sleep(1.2)  # past the worker's wait: nothing left to run
+
+    asyncio.run(scenario())
+    assert seen == []
+    assert dropped == [("deadline", 3), ("deadline", 2)]
+    assert batcher.queued_inputs == 0
+
+
+def test_admission_refuses_what_would_wait_too_long(
+    backends: Backends, ids: list[np.ndarray]
+) -> None:
+    """Before a micro-batch of ``RATE_MIN_TOKENS`` has run there is no speed to estimate from:
+    only ``max_queued_tokens`` binds, and a lone request is admitted past it. Once measured, a
+    request that would wait past ``max_queue_wait_s`` behind the queued work is refused, with
+    the seconds until it fits."""
+    seen: list[MicroBatchStats] = []
+    batcher = _batcher(
+        backends.streams[:1], None, seen, batch_wait_timeout_s=1.0, max_queued_tokens=100
+    )
+    four = sum(len(x) for x in ids[:4])
+    assert four <= 100 < four + sum(len(x) for x in ids[4:16])
+
+    async def scenario() -> None:
+        assert batcher.tokens_per_s() is None
+        first = asyncio.create_task(batcher.submit(ids[:4]))  # waits a second for company
+        await asyncio.sleep(0.01)
+        with pytest.raises(QueueFull):
+            await batcher.submit(ids[4:16])
+        await first
+        assert batcher.tokens_per_s() is None  # four sentences: too few tokens to tell a speed
+        long = np.asarray([101, *([2023] * 298), 102], dtype=np.int64)
+        await batcher.submit([long])  # alone: admitted past max_queued_tokens
+        rate = batcher.tokens_per_s()
+        assert rate is not None and rate > 0
+
+        batcher.configure(BatchingConfig(batch_wait_timeout_s=1.0, max_queue_wait_s=1e-4))
+        first = asyncio.create_task(batcher.submit(ids[:4]))
+        await asyncio.sleep(0.01)
+        n = len(ids[4])
+        expected = batcher.expected_wait_s(n)
+        assert expected == pytest.approx(min(four, n) / rate)  # its share of each request ahead
+        with pytest.raises(QueueFull) as refused:
+            await batcher.submit(ids[4:5])
+        assert refused.value.retry_after_s == pytest.approx(expected - 1e-4)
+        await first
+
+    asyncio.run(scenario())
+    assert sum(s.inputs for s in seen) == 4 + 1 + 4

@@ -90,15 +90,15 @@ def burst(url: str, body: dict, n: int) -> list[httpx.Response]:
 
 
 def test_queue_full_is_429_with_retry_after(deploy: Callable[..., str], minilm) -> None:
-    url = deploy(batching={"max_queued_inputs": 8, "batch_wait_timeout_s": 0.05})
+    url = deploy(batching={"max_queued_tokens": 64, "batch_wait_timeout_s": 0.05})
 
     responses = burst(url, {"input": [LONG] * 8}, 12)
     statuses = sorted(r.status_code for r in responses)
     assert 200 in statuses and 429 in statuses, statuses
     assert set(statuses) <= {200, 429}
     for r in responses:
-        if r.status_code == 429:
-            assert r.headers["retry-after"] == "1"
+        if r.status_code == 429:  # the queue's drain time, in whole seconds
+            assert int(r.headers["retry-after"]) >= 1
             assert openai_error(r, 429)["code"] == "queue_full"
     with httpx.Client(base_url=url, timeout=60) as c:
         assert c.get("/health").status_code == 200
@@ -127,7 +127,7 @@ def test_lost_replica_answers_503_json_with_retry_after(deploy: Callable[..., st
     import ray
     from ray import serve
 
-    url = deploy()
+    url = deploy(batching={"max_queue_wait_s": 600})  # every request held, none refused
     details = serve.context._get_global_client().get_serve_details()
     deployment = details["applications"]["embedserve"]["deployments"]["EmbeddingServer"]
     replica = ray.get_actor(deployment["replicas"][0]["actor_name"], namespace="serve")

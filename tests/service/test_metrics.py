@@ -19,6 +19,7 @@ NAMES = {
     "embedserve_request_inputs": "histogram",
     "embedserve_requests": "counter",
     "embedserve_input_tokens": "counter",
+    "embedserve_dropped_inputs": "counter",
     "embedserve_queue_depth": "gauge",
 }
 
