@@ -4,13 +4,16 @@ length-sorted micro-batches, a worker per inference stream, admission control an
 Each request's inputs wait in a queue of their own. An idle worker takes one *step* of work,
 capped both by count and by padded tokens (inputs × longest, ``max_batch_tokens``), sorts it by
 length and cuts it into micro-batches that minimise padding, which run one after the other on
-its thread; each micro-batch's answers go back as soon as it ends. The step is filled request by
-request, the request with the fewest tokens left first (shortest remaining work first: a
-sentence never waits behind the whole of a bulk request, and among equal requests the one
-already under way finishes first, as a FIFO would), after one input of the oldest request (so a
-large request always progresses, whatever keeps arriving). Inputs of different requests still
-share micro-batches. A newly arrived request therefore waits for at most one step of a busy
-worker: one FIFO queue kept a sentence 18.4 s behind a 1024-passage request.
+its thread; each micro-batch's answers go back as soon as it ends. The step takes one input of
+the oldest request (so a large request always progresses, whatever keeps arriving), then fills
+up request by request in order of *virtual finish*: arrival + ``SLOWDOWN`` × the request's time
+alone (its tokens at the replica's measured speed). A sentence that arrives while a bulk request
+runs goes ahead of it unless the bulk request has already run ``SLOWDOWN`` times as long as it
+would alone; similar requests go oldest first, as in a FIFO; and no request is overtaken for
+ever. Inputs of different requests still share micro-batches. A newly arrived small request
+therefore waits for about one step of a busy worker: one FIFO queue kept a sentence 18.4 s
+behind a 1024-passage request. Fewest tokens left first (no ageing) let a 32-sentence request
+wait 30 s behind slightly smaller ones in a 3× overload.
 
 A replica has one worker per inference stream of its backend (``backends.resolve_streams``).
 When several are idle, each takes an equal share of the queued tokens, so a burst keeps every
@@ -50,6 +53,8 @@ RATE_DECAY = 0.9
 # Micro-batches of fewer real tokens are mostly per-call overhead and say little of how fast a
 # queue drains: a one-token health probe measured 333 tokens/s on a replica that runs 10k.
 RATE_MIN_TOKENS = 256
+# How many times its time alone a request may take before smaller ones stop overtaking it.
+SLOWDOWN = 4.0
 
 
 class QueueFull(Exception):
@@ -83,6 +88,7 @@ class Request:
     per_token: bool  # per-token output wanted (/embed_all) instead of the pooled vector
     probe: bool = False  # a health probe: runs like any request, kept out of the metrics
     items: deque[Item] = field(default_factory=deque)
+    tokens: int = 0  # real tokens of all its inputs
     queued_tokens: int = 0  # real tokens in ``items``
     submitted: float = field(default_factory=time.perf_counter)
     results: list[ItemResult | None] = field(init=False)
@@ -269,7 +275,7 @@ class TokenBudgetBatcher:
         self.admit(tokens)
         request = Request(loop.create_future(), len(sequences), per_token, probe)
         request.items.extend(Item(ids, request, k) for k, ids in enumerate(sequences))
-        request.queued_tokens = tokens
+        request.tokens = request.queued_tokens = tokens
         self._waiting[request] = None
         self._waiting_inputs += len(sequences)
         self._waiting_tokens += tokens
@@ -348,13 +354,12 @@ class TokenBudgetBatcher:
 
     def _take(self, share_tokens: int) -> list[Item]:
         """One step: about ``share_tokens`` real tokens, never past ``max_batch_tokens``
-        (``batch_cost``), at least one input; the oldest request's first, then by fewest tokens
-        left."""
+        (``batch_cost``), at least one input; the oldest request's first, then by virtual
+        finish (the module docstring)."""
         taken: list[Item] = []
         longest = real = 0
         oldest = next(iter(self._waiting))
-        by_work_left = sorted(self._waiting, key=lambda r: r.queued_tokens)
-        for request, most in ((oldest, 1), *((r, None) for r in by_work_left)):
+        for request, most in ((oldest, 1), *((r, None) for r in self._by_virtual_finish())):
             while request.items and real < share_tokens and len(taken) != most:
                 n = len(request.items[0].ids)
                 cost = batch_cost(len(taken) + 1, max(longest, n), self._slot_tokens)
@@ -368,6 +373,15 @@ class TokenBudgetBatcher:
             if not request.items:
                 self._waiting.pop(request, None)
         return taken
+
+    def _by_virtual_finish(self) -> list[Request]:
+        """Waiting requests by arrival + ``SLOWDOWN`` × time alone; by arrival before the
+        replica has measured its speed."""
+        rate = self.tokens_per_s()
+        if rate is None:
+            return list(self._waiting)
+        per_token_s = SLOWDOWN / rate
+        return sorted(self._waiting, key=lambda r: r.submitted + r.tokens * per_token_s)
 
     async def _work(self, worker: Worker, items: list[Item]) -> None:
         loop = asyncio.get_running_loop()

@@ -235,9 +235,9 @@ def test_a_small_request_does_not_wait_behind_a_big_one(
 def test_a_big_request_progresses_while_small_ones_keep_coming(
     backends: Backends, ids: list[np.ndarray]
 ) -> None:
-    """Steps of 64 padded tokens, which three waiting sentences fill: fewest tokens left first
-    would starve the big request until the small ones stop. Its oldest input joins every step,
-    so it finishes while they still come."""
+    """Steps of 64 padded tokens, which three waiting sentences fill: ordering by size alone
+    would starve the big request until the small ones stop. Its oldest input joins every step
+    and its virtual finish comes due, so it finishes while they still come."""
     seen: list[MicroBatchStats] = []
     batcher = _batcher(backends.streams[:1], None, seen, max_batch_tokens=64)
     answered: list[str] = []
@@ -252,6 +252,8 @@ def test_a_big_request_progresses_while_small_ones_keep_coming(
         answered.append("big")
 
     async def scenario() -> None:
+        await batcher.submit([np.asarray([101, *([2023] * 298), 102], dtype=np.int64)])
+        assert batcher.tokens_per_s() is not None  # virtual finishes from the measured speed
         await asyncio.gather(smalls(0), smalls(1), smalls(2), big())
 
     asyncio.run(scenario())
