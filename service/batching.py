@@ -210,8 +210,6 @@ class TokenBudgetBatcher:
         self._idle = list(self.workers)
         self._whole_running = False
         self._waiting: dict[Request, None] = {}  # requests with queued inputs, oldest first
-        self._waiting_inputs = 0
-        self._waiting_tokens = 0  # real tokens of every queued input
         self._ran_tokens = self._ran_seconds = 0.0  # decayed sums over recent micro-batches
         self._timer: asyncio.TimerHandle | None = None
         self._running: set[asyncio.Task[None]] = set()
@@ -243,12 +241,17 @@ class TokenBudgetBatcher:
             return None
         return sum(min(r.queued_tokens, tokens) for r in self._waiting) / rate
 
+    def _waiting_tokens(self) -> int:
+        """Real tokens of every queued input."""
+        return sum(r.queued_tokens for r in self._waiting)
+
     def admit(self, tokens: int) -> None:
         """Raise ``QueueFull`` when a request of ``tokens`` tokens should not join the queue."""
         config = self.config
-        if self._waiting_tokens and self._waiting_tokens + tokens > config.max_queued_tokens:
+        queued = self._waiting_tokens()
+        if queued and queued + tokens > config.max_queued_tokens:
             rate = self.tokens_per_s()
-            raise QueueFull(self._waiting_tokens / rate if rate else 1.0)
+            raise QueueFull(queued / rate if rate else 1.0)
         wait = self.expected_wait_s(tokens)
         if wait is not None and wait > config.max_queue_wait_s:
             raise QueueFull(wait - config.max_queue_wait_s)
@@ -277,8 +280,6 @@ class TokenBudgetBatcher:
         request.items.extend(Item(ids, request, k) for k, ids in enumerate(sequences))
         request.tokens = request.queued_tokens = tokens
         self._waiting[request] = None
-        self._waiting_inputs += len(sequences)
-        self._waiting_tokens += tokens
         self.queued_inputs += len(sequences)
         expiry = None
         if deadline is not None:
@@ -304,8 +305,6 @@ class TokenBudgetBatcher:
         if request not in self._waiting:
             return
         del self._waiting[request]
-        self._waiting_inputs -= len(request.items)
-        self._waiting_tokens -= request.queued_tokens
         if reason is not None:
             self._count_drop(reason, len(request.items))
         request.items.clear()
@@ -324,7 +323,7 @@ class TokenBudgetBatcher:
                     self._timer = asyncio.get_running_loop().call_later(wait, self._on_timer)
                 return
             idle = len(self._idle)
-            items = self._take(math.ceil(self._waiting_tokens / idle))
+            items = self._take(math.ceil(self._waiting_tokens() / idle))
             alone = len(items) == 1 and not self._waiting
             if self.whole is not None and idle == len(self.workers) and alone:
                 self._whole_running = True
@@ -344,8 +343,8 @@ class TokenBudgetBatcher:
         ``batch_wait_timeout_s`` or a full batch is queued."""
         config = self.config
         full = (
-            self._waiting_inputs >= config.max_batch_size
-            or self._waiting_tokens >= config.max_batch_tokens
+            sum(len(r.items) for r in self._waiting) >= config.max_batch_size
+            or self._waiting_tokens() >= config.max_batch_tokens
         )
         if config.batch_wait_timeout_s <= 0 or full:
             return 0.0
@@ -367,8 +366,6 @@ class TokenBudgetBatcher:
                     break
                 taken.append(request.items.popleft())
                 request.queued_tokens -= n
-                self._waiting_tokens -= n
-                self._waiting_inputs -= 1
                 real, longest = real + n, max(longest, n)
             if not request.items:
                 self._waiting.pop(request, None)

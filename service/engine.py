@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import TypeVar
 
 import numpy as np
@@ -84,24 +85,26 @@ class Embedder:
         """Token ids per text; over-long texts are cut, or refused (413) with truncate=False."""
         tokenizer = self._require_tokenizer()
         limit = self.max_length if truncate else self.max_length * COUNT_LIMIT_FACTOR + 1
-        ids = await self._on_tokenizer_thread(tokenizer.tokenize, texts, True, side, limit)
+        work = partial(tokenizer.tokenize, side=side, limit=limit)
+        ids = await self._on_tokenizer_thread(work, texts)
         if not truncate:
             self._reject_long(ids)
         return [np.asarray(seq, dtype=np.int64) for seq in ids]
 
     async def tokens(self, texts: list[str], add_special_tokens: bool) -> list[list[Token]]:
         tokenizer = self._require_tokenizer()
-        return await self._on_tokenizer_thread(tokenizer.tokens, texts, add_special_tokens)
+        work = partial(tokenizer.tokens, add_special_tokens=add_special_tokens)
+        return await self._on_tokenizer_thread(work, texts)
 
     async def _on_tokenizer_thread(
-        self, work: Callable[..., list[T]], texts: list[str], *args: object
+        self, work: Callable[[list[str]], list[T]], texts: list[str]
     ) -> list[T]:
-        """``work(texts, *args)`` on the tokenizer thread, ``TOKENIZE_CHUNK`` texts a job."""
+        """``work(texts)`` on the tokenizer thread, ``TOKENIZE_CHUNK`` texts a job."""
         loop = asyncio.get_running_loop()
         out: list[T] = []
         for start in range(0, len(texts), TOKENIZE_CHUNK):
             chunk = texts[start : start + TOKENIZE_CHUNK]
-            out += await loop.run_in_executor(self._tokenizer_thread, work, chunk, *args)
+            out += await loop.run_in_executor(self._tokenizer_thread, work, chunk)
         return out
 
     def _require_tokenizer(self) -> Tokenizer:

@@ -370,11 +370,12 @@ def _at_most(value: float | None, target: float) -> str:
     return "–" if value is None else _meets(value <= target)
 
 
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} × {status}" for status, n in sorted(counts.items()))
+
+
 def _statuses(clients: dict[str, dict[str, int]]) -> str:
-    return "; ".join(
-        f"{name}: " + ", ".join(f"{n} × {status}" for status, n in sorted(counts.items()))
-        for name, counts in clients.items()
-    )
+    return "; ".join(f"{name}: {_counts(counts)}" for name, counts in clients.items())
 
 
 def qos(results: BenchResults) -> list[str]:
@@ -477,9 +478,8 @@ def qos_overload(o: OverloadQos) -> list[str]:
         f"{o.capacity_rps:.1f} requests/s W2 achieved in this run, for {o.seconds:g} s: "
         f"{requests} requests, latency from each one's scheduled time. The client does not "
         f"cap what is in flight; it gives up on a request after {o.timeout_s:g} s (a timeout, "
-        "as in W1–W4). Statuses: "
-        + ", ".join(f"{n} × {k}" for k, n in sorted(o.statuses.items()))
-        + f"; 5xx: {o.server_errors}, which {_meets(o.server_errors == 0)} the target of 0.",
+        f"as in W1–W4). Statuses: {_counts(o.statuses)}"
+        f"; 5xx: {o.server_errors}, which {_meets(o.server_errors == 0)} the target of 0.",
         "",
         "| answer | count | p50 ms | p99 ms | max ms |",
         "|---|---:|---:|---:|---:|",
