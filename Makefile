@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test bench lint format clean gpu-check
+.PHONY: serve test bench soak reliability lint format clean gpu-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,16 @@ test: $(STAMP)
 # docs/benchmarks.md (about 15 minutes).
 bench: $(STAMP)
 	$(PY) -m loadtest.bench
+
+# Ten minutes of mixed traffic at 70% of measured capacity; exits 1 if a verdict fails. Rewrites
+# docs/soak.md and docs/benchmarks/soak/ (about 12 minutes with start-up and the capacity ramp).
+soak: $(STAMP)
+	$(PY) -m loadtest.soak $(SOAK_ARGS)
+
+# Kills, wedges, floods and hostile input against a real server; rewrites docs/reliability.md
+# (about 5 minutes; RELIABILITY_ARGS="--only NAME" for one class).
+reliability: $(STAMP)
+	$(PY) -m loadtest.faults $(RELIABILITY_ARGS)
 
 # Exports an fp16 artifact, checks parity, serves it on CUDA and load-tests it; skips without a GPU.
 gpu-check: $(STAMP)

@@ -100,17 +100,27 @@ def builder_deployments(args: Mapping[str, Any], app_name: str) -> list[dict[str
 
 
 def regenerate(config: Mapping[str, Any]) -> dict[str, Any]:
-    """``config`` with every application's ``deployments`` re-derived from its ``args``."""
+    """``config`` with every application's ``deployments`` re-derived from its ``args``, and
+    the proxies' ``request_timeout_s`` from the applications' deadlines (the longest of them)."""
     from ray.serve.schema import ServeDeploySchema
+
+    from service.ingress import ingress_timeout_s
+    from service.settings import ServiceSettings
 
     out = dict(config)
     out["applications"] = []
+    timeouts = []
     for app in config["applications"]:
         if app.get("import_path") != IMPORT_PATH:
             raise ValueError(f"application {app.get('name')!r} is not {IMPORT_PATH}")
         app = dict(app)
         app["deployments"] = builder_deployments(app.get("args") or {}, app["name"])
         out["applications"].append(app)
+        timeouts.append(ingress_timeout_s(ServiceSettings.model_validate(app.get("args") or {})))
+    http = {k: v for k, v in (config.get("http_options") or {}).items() if k != "request_timeout_s"}
+    if timeouts and None not in timeouts:
+        http["request_timeout_s"] = max(t for t in timeouts if t is not None)
+    out["http_options"] = http
     ServeDeploySchema.model_validate(out)
     return out
 

@@ -1,20 +1,40 @@
-"""``python -m service``: start a local Ray instance, deploy embedserve, serve until a signal."""
+"""``python -m service``: start a local Ray instance, deploy embedserve, serve until a signal.
+
+Whatever stops it from starting (settings, the artifact, a replica's constructor, a replica no
+resource can hold) ends it with one line on stderr, ``error: <cause>``, and exit status 1.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
+
+from pydantic import ValidationError
 
 from .settings import DEFAULT_ARTIFACT, ServiceSettings, load_settings
 
 log = logging.getLogger("embedserve")
+# How often the launcher asks the Serve controller whether the application is up (Ray's own
+# serve.run polls every 0.1 s; start-up takes tens of seconds, so 0.5 s is well below noise).
+STATUS_POLL_S = 0.5
+# Ray picks the node's address with this switch (ray._private.services.get_node_ip_address):
+# off, the node is 127.0.0.1, and GCS, raylet, object manager, workers, dashboard agent and
+# metrics exporter bind to loopback only. ray.init(_node_ip_address="127.0.0.1") does not do
+# it: Ray turns a loopback address given there into the machine's reachable one.
+LOOPBACK_NODE_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+
+
+class StartupError(Exception):
+    """The application did not start; ``str()`` is the one line the operator sees."""
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[Path | None, dict[str, Any]]:
@@ -38,8 +58,14 @@ def parse_args(argv: list[str] | None = None) -> tuple[Path | None, dict[str, An
     p.add_argument("--max-ongoing-requests", type=int)
     p.add_argument("--max-queued-requests", type=int)
     p.add_argument("--api-key", action="append", dest="api_keys", help="repeat for several keys")
+    p.add_argument(
+        "--api-key-file", type=Path, help="more keys, one a line (# comments); keeps them off argv"
+    )
     p.add_argument("--no-truncate", dest="truncate", action="store_false", default=None)
     p.add_argument("--request-timeout-s", type=float, help="default request deadline (off)")
+    p.add_argument(
+        "--startup-timeout-s", type=float, help="give up if the replicas are not up by then (600)"
+    )
     p.add_argument("--max-batch-size", type=int)
     p.add_argument("--max-batch-tokens", type=int)
     p.add_argument("--batch-wait-timeout-s", type=float)
@@ -53,6 +79,15 @@ def parse_args(argv: list[str] | None = None) -> tuple[Path | None, dict[str, An
     if any(v is not None for v in batching.values()):
         args["batching"] = {k: v for k, v in batching.items() if v is not None}
     return config, args
+
+
+def one_line(exc: Exception) -> str:
+    """A settings error as one line: pydantic's report spans several (field, message, URL)."""
+    if isinstance(exc, ValidationError):
+        return "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
+        )
+    return " ".join(str(exc).split())
 
 
 def ensure_default_artifact(artifact: Path) -> None:
@@ -77,8 +112,8 @@ def default_cpu_budget(settings: ServiceSettings, cores: int) -> ServiceSettings
 
 
 def check_backend_plan(settings: ServiceSettings) -> None:
-    """Refuse what a replica would refuse (backend × precision, streams) before Ray starts,
-    with one line instead of a failed deployment's traceback."""
+    """Refuse what a replica would refuse (backend × precision, streams, a missing or corrupt
+    file) before Ray starts: seconds instead of a replica's retries."""
     from export.artifact import load_artifact
     from export.errors import ExportError
 
@@ -87,7 +122,59 @@ def check_backend_plan(settings: ServiceSettings) -> None:
     try:
         resolve_streams(settings, choose(settings, load_artifact(settings.artifact)))
     except (ValueError, ExportError) as exc:
-        sys.exit(f"error: {exc}")
+        sys.exit(f"error: {one_line(exc)}")
+
+
+ANSI_CODE = re.compile(r"\x1b\[[0-9;]*m")
+MODULE_PATH = re.compile(r"^(?:[A-Za-z_]\w*\.)+(?=[A-Za-z_]\w*:)")
+LONGEST_LINE = 1000
+
+
+def failure_line(message: str) -> str:
+    """Ray's status message reduced to one line: the exception that ended a traceback in it.
+
+    For a constructor that raised, Ray's message is a header and the replica's traceback, whose
+    indented frames end with the exception, sometimes over several lines (OpenVINO's do):
+    ``onnxruntime...InvalidProtobuf: [ONNXRuntimeError] ... model.onnx failed`` becomes
+    ``InvalidProtobuf: [ONNXRuntimeError] ... model.onnx failed``. A message without a traceback
+    (a replica no node can hold) is kept whole, on one line.
+    """
+    lines = [line.rstrip() for line in ANSI_CODE.sub("", message).splitlines() if line.strip()]
+    indented = [i for i, line in enumerate(lines) if line[:1].isspace()]
+    tail = lines[indented[-1] + 1 :] if indented else lines
+    text = MODULE_PATH.sub("", " ".join(line.strip() for line in tail)) or "Ray gave no reason"
+    return text if len(text) <= LONGEST_LINE else text[: LONGEST_LINE - 1] + "…"
+
+
+def wait_until_running(app_name: str, timeout_s: float, stop: threading.Event) -> None:
+    """Wait for the application to run; a failed deployment or ``timeout_s`` raise
+    :class:`StartupError` with the cause. Returns early, quietly, when ``stop`` is set.
+
+    ``serve.run`` would wait without a bound: for a replica no node can hold, forever; and its
+    error is "Failed to update the deployments", the cause left in the deployment's status.
+    Ray retries a failing constructor 3 times per replica (ray.serve's
+    MAX_PER_REPLICA_RETRY_COUNT) before it marks the deployment DEPLOY_FAILED.
+    """
+    from ray import serve
+    from ray.serve.schema import ApplicationStatus
+
+    deadline = time.monotonic() + timeout_s
+    reason = "no replica is up yet"
+    while not stop.is_set():
+        app = serve.status().applications.get(app_name)
+        if app is not None:
+            if app.status == ApplicationStatus.RUNNING:
+                return
+            # The deployment's message has the cause; the application's only names the
+            # deployment ("Failed to update the deployments ['EmbeddingServer']").
+            messages = [d.message for d in app.deployments.values() if d.message]
+            messages += [app.message] if app.message else []
+            reason = failure_line(messages[0]) if messages else reason
+            if app.status == ApplicationStatus.DEPLOY_FAILED:
+                raise StartupError(f"the replica failed to start: {reason}")
+        if time.monotonic() > deadline:
+            raise StartupError(f"the replicas did not start within {timeout_s:g} s: {reason}")
+        stop.wait(STATUS_POLL_S)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -96,34 +183,50 @@ def main(argv: list[str] | None = None) -> None:
     try:
         settings = load_settings(config, cli)
     except (ValueError, OSError) as exc:
-        sys.exit(f"error: {exc}")
+        sys.exit(f"error: {one_line(exc)}")
     settings = default_cpu_budget(settings, os.cpu_count() or 1)
     ensure_default_artifact(settings.artifact)
     check_backend_plan(settings)
+
+    from .ingress import ingress_timeout_s, ray_environment
+
+    # Before anything imports Ray (ray_environment may): Ray reads the switch at import.
+    os.environ.update({k: v for k, v in LOOPBACK_NODE_ENV.items() if k not in os.environ})
+    os.environ.update(ray_environment(settings, os.environ))
 
     import ray
     from ray import serve
 
     from .app import build_app
-    from .ingress import ray_environment
 
-    os.environ.update(ray_environment(settings.ingress, os.environ))
     cpus = max(os.cpu_count() or 1, int(settings.num_replicas * settings.num_cpus + 0.999))
     ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    failure: StartupError | None = None
     try:
-        serve.start(http_options={"host": settings.host, "port": settings.port})
-        serve.run(build_app(settings), name=settings.app_name, route_prefix=settings.route_prefix)
-        url = f"http://{settings.host}:{settings.port}"
-        sys.stdout.write(f"embedserve is serving {settings.artifact} on {url}\n")
-        sys.stdout.flush()
+        http = {"host": settings.host, "port": settings.port}
+        serve.start(http_options=http | {"request_timeout_s": ingress_timeout_s(settings)})
+        target = serve.RunTarget(
+            build_app(settings), name=settings.app_name, route_prefix=settings.route_prefix
+        )
+        serve.run_many([target], wait_for_applications_running=False)
+        wait_until_running(settings.app_name, settings.startup_timeout_s, stop)
+        if not stop.is_set():
+            url = f"http://{settings.host}:{settings.port}"
+            sys.stdout.write(f"embedserve is serving {settings.artifact} on {url}\n")
+            sys.stdout.flush()
         stop.wait()
+    except StartupError as exc:
+        failure = exc
     finally:
         log.info("shutting down")
         serve.shutdown()
         ray.shutdown()
+    if failure is not None:
+        # After the shutdown, so that this is the last line the operator sees.
+        sys.exit(f"error: {failure}")
 
 
 if __name__ == "__main__":

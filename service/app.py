@@ -35,7 +35,9 @@ class EmbeddingServer:
         self.engine.reconfigure(BatchingConfig.model_validate(user_config))
 
     async def check_health(self) -> None:
-        if not await self.engine.healthy():
+        # The probe must give up before Ray's check does, so that a slow probe fails the check
+        # as itself rather than as a timeout.
+        if not await self.engine.healthy(self.settings.health_check_timeout_s / 2):
             raise RuntimeError("the model did not answer a one-token probe")
 
     def __del__(self) -> None:
@@ -88,6 +90,9 @@ def build_app(args: ServiceSettings) -> Application:
     deployment = EmbeddingServer.options(
         **scaling,
         max_ongoing_requests=args.max_ongoing_requests,
+        health_check_period_s=args.health_check_period_s,
+        health_check_timeout_s=args.health_check_timeout_s,
+        graceful_shutdown_timeout_s=args.graceful_shutdown_timeout_s,
         max_queued_requests=args.max_queued_requests,
         # Ray's router refuses requests past max_queued_requests: say "busy, retry", not "down".
         backpressure_config={"status_code": 429, "retry_after_s": 1},

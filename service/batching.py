@@ -226,6 +226,12 @@ class TokenBudgetBatcher:
         workers = [*self.workers, *([self.whole] if self.whole else [])]
         return min((w.running_since for w in workers if w.running_since is not None), default=None)
 
+    def stuck(self, stall_s: float) -> bool:
+        """Whether a micro-batch has been running for longer than ``stall_s``: a backend that
+        never returns (a hung library call, a dead device) leaves its worker busy for ever."""
+        since = self.running_since
+        return since is not None and time.perf_counter() - since > stall_s
+
     def tokens_per_s(self) -> float | None:
         """Real tokens per second the replica has been running lately, from micro-batches of
         ``RATE_MIN_TOKENS`` or more; None before any."""

@@ -124,7 +124,10 @@ class Embedder:
                 raise ApiError(
                     400, f"input[{index}] is an empty token list", "input", "empty_input"
                 )
-            array = np.asarray(seq, dtype=np.int64)
+            try:
+                array = np.asarray(seq, dtype=np.int64)
+            except OverflowError:  # JSON allows ids past int64
+                array = np.asarray([-1])
             if array.min() < 0 or array.max() >= self.vocab_size:
                 raise ApiError(
                     400,
@@ -193,9 +196,8 @@ class Embedder:
         behind real work, fail, and get a healthy replica restarted. A micro-batch running for
         longer than ``stall_s`` means the backend is stuck.
         """
-        running_since = self.batcher.running_since
-        if running_since is not None or self.batcher.queued_inputs > 0:
-            return running_since is None or time.perf_counter() - running_since < stall_s
+        if self.batcher.running_since is not None or self.batcher.queued_inputs > 0:
+            return not self.batcher.stuck(stall_s)
         probe = np.asarray([self.artifact.config.pad_token_id + 1], dtype=np.int64)
         try:
             submitted = self.batcher.submit([probe], probe=True)

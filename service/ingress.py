@@ -9,14 +9,19 @@ listed in the README. On an existing cluster the cluster's own environment decid
 
 from __future__ import annotations
 
+import math
 import os
 import socket
+import tempfile
 from collections.abc import Mapping
+from pathlib import Path
 
-from .proxy import CALLBACK, CALLBACK_ENV
-from .settings import Ingress
+from . import haproxy
+from .proxy import CALLBACK, CALLBACK_ENV, DEADLINE_GRACE_S
+from .settings import Ingress, ServiceSettings
 
 HAPROXY_ENV = "RAY_SERVE_ENABLE_HA_PROXY"
+HAPROXY_TIMEOUT_ENV = "RAY_SERVE_HAPROXY_TIMEOUT_SERVER_S"  # whole seconds
 # HAProxy's side ports (stats, metrics) and Ray's fallback proxy, which answers while no replica
 # is up; fixed defaults would make two instances on one machine fail to start.
 SIDE_PORTS = (
@@ -38,10 +43,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def ray_environment(ingress: Ingress, environ: Mapping[str, str]) -> dict[str, str]:
+def ingress_timeout_s(settings: ServiceSettings) -> float | None:
+    """How long the ingress waits for a replica's answer before it answers 504 itself: the
+    server's deadline plus the grace in which the replica answers its own 504 first. This is
+    what bounds a request held by a replica that died without a word (a partition, a stopped
+    process): Ray notices a crash at once, not silence. None: no bound."""
+    if settings.request_timeout_s is None:
+        return None
+    return settings.request_timeout_s + DEADLINE_GRACE_S
+
+
+def ray_environment(settings: ServiceSettings, environ: Mapping[str, str]) -> dict[str, str]:
     """Variables to set before ``ray.init``. The ingress switch follows the setting; for the
-    tuning knobs, values already in ``environ`` win, so an operator can still override them."""
+    tuning knobs, values already in ``environ`` win, so an operator can still override them.
+    With HAProxy, also writes the script Ray runs as HAProxy (``service.haproxy``) into a new
+    temporary folder, unless ``environ`` names a binary of its own."""
     env = {CALLBACK_ENV: CALLBACK}
+    ingress = settings.ingress
     if ingress == "haproxy":
         env |= {
             # One node, no outer load balancer to drain from: stop in seconds, not 30.
@@ -57,5 +75,12 @@ def ray_environment(ingress: Ingress, environ: Mapping[str, str]) -> dict[str, s
             "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
         }
         env |= {name: str(free_port()) for name in SIDE_PORTS}
+        if (timeout_s := ingress_timeout_s(settings)) is not None:
+            env[HAPROXY_TIMEOUT_ENV] = str(math.ceil(timeout_s))
+        if haproxy.BINARY_ENV not in environ:
+            from ray.serve._private.haproxy import get_haproxy_binary
+
+            folder = Path(tempfile.mkdtemp(prefix="embedserve-haproxy-"))
+            env[haproxy.BINARY_ENV] = str(haproxy.install(folder, get_haproxy_binary()))
     env = {name: value for name, value in env.items() if name not in environ}
     return env | {HAPROXY_ENV: "1" if ingress == "haproxy" else "0"}

@@ -1,7 +1,10 @@
 """The HTTP API over an :class:`Embedder`: OpenAI- and TEI-compatible routes, health, metrics.
 
-Bodies are read here (bounded, parsed with orjson, validated with strict pydantic models) so every
-client mistake becomes a JSON error with the right status, never a crash or a 500.
+Handlers take the raw ``Request``: bodies are read by ``service.bodies`` (bounded, decoded, parsed
+with orjson, validated with strict pydantic models) so every client mistake becomes a JSON error
+with the right status in the route's dialect, never a crash or a 500. FastAPI therefore cannot see
+the bodies; each route declares them for ``/openapi.json`` instead (``route_docs``), which costs
+nothing per request.
 """
 
 from __future__ import annotations
@@ -9,7 +12,6 @@ from __future__ import annotations
 import base64
 import hmac
 import logging
-import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -18,15 +20,34 @@ from typing import Any
 import numpy as np
 import orjson
 from fastapi import FastAPI, Request
-from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from . import metrics
+from .bodies import parse
 from .engine import Embedded, Embedder
-from .errors import ApiError, render
+from .errors import ApiError, dialect_for, render
 from .ingress import active_ingress
-from .protocol import OpenAIEmbeddingRequest, TeiEmbedRequest, TokenizeRequest
+from .protocol import (
+    BODY_ERRORS,
+    DEADLINE_HEADER,
+    METRICS_RESPONSE,
+    HealthResponse,
+    InfoResponse,
+    Limit,
+    ModelList,
+    OpenAIEmbeddingRequest,
+    OpenAIEmbeddingResponse,
+    TeiEmbedAllResponse,
+    TeiEmbedRequest,
+    TeiEmbedResponse,
+    TokenizeRequest,
+    TokenizeResponse,
+    complete_openapi,
+    deadline_seconds,
+    request_components,
+    route_docs,
+)
 
 log = logging.getLogger(__name__)
 Handler = Callable[[Request], Awaitable[tuple[Any, dict[str, str]]]]
@@ -37,51 +58,14 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     return Response(orjson.dumps(body, option=JSON_OPTIONS), status, headers, "application/json")
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 as soon as it passes ``limit`` (the rest is never buffered)."""
-    too_big = ApiError(413, f"request body exceeds {limit} bytes", code="body_too_large")
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise too_big
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise too_big
-    return bytes(body)
-
-
-async def parse(request: Request, model: type[BaseModel], limit: int) -> Any:
-    raw = await read_body(request, limit)
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise ApiError(400, f"malformed JSON body: {exc}", code="invalid_json") from None
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        path = ".".join(str(p) for p in first["loc"])
-        message = f"{path}: {first['msg']}" if path else first["msg"]
-        # The field, not pydantic's union member ("input", not "input.str").
-        param = str(first["loc"][0]) if first["loc"] else None
-        raise ApiError(422, message, param, "invalid_value") from None
-
-
-DEADLINE_HEADER = "x-request-timeout-ms"
-
-
 def deadline(request: Request, start: float, default_s: float | None) -> float | None:
     """When the request must be answered (``time.perf_counter()``): the sooner of the client's
     ``x-request-timeout-ms`` and the server's default; None when neither is set."""
     raw = request.headers.get(DEADLINE_HEADER)
     timeout_s = default_s
     if raw is not None:
-        try:
-            given = float(raw) / 1000
-        except ValueError:
-            given = math.nan
-        if not (given > 0 and math.isfinite(given)):
+        given = deadline_seconds(raw)
+        if given is None:
             raise ApiError(
                 400, f"{DEADLINE_HEADER} must be a positive number of milliseconds",
                 DEADLINE_HEADER, "invalid_timeout",
@@ -136,6 +120,14 @@ def build_api(engine: Embedder) -> FastAPI:
     keys = [k.get_secret_value().encode() for k in settings.api_keys]
     served_names = {engine.model_name, engine.artifact.config.model_name}
     api = FastAPI(title="embedserve", version="0.1.0", docs_url="/docs", redoc_url=None)
+    limits: dict[Limit, int] = {
+        "vocabulary": engine.vocab_size - 1,
+        "dimension": engine.dimension,
+        "inputs": settings.max_inputs,
+    }
+    bodies, components = request_components(limits)
+    secured = bool(keys)
+    complete_openapi(api, components, secured)
 
     def authorized(request: Request) -> bool:
         if not keys:
@@ -178,6 +170,7 @@ def build_api(engine: Embedder) -> FastAPI:
                 return response
 
             run.__name__ = handler.__name__
+            run.__doc__ = handler.__doc__  # the operation's description in /openapi.json
             return run
 
         return wrap
@@ -204,13 +197,18 @@ def build_api(engine: Embedder) -> FastAPI:
         metrics.INPUT_TOKENS.inc(result.tokens)
         return result
 
-    @api.post("/v1/embeddings")
+    @api.post(
+        "/v1/embeddings",
+        **route_docs("openai", OpenAIEmbeddingResponse, (*BODY_ERRORS, 401, 404, 429, 503, 504),
+                     secured=secured, body=bodies[OpenAIEmbeddingRequest], deadline=True),
+    )  # fmt: skip
     @endpoint("/v1/embeddings", "openai")
     async def openai_embeddings(request: Request) -> tuple[Any, dict[str, str]]:
+        """Embeddings of texts or token ids, as OpenAI's API answers them (unit length)."""
         req = await parse(request, OpenAIEmbeddingRequest, settings.max_body_bytes)
         if req.model is not None and req.model not in served_names:
             raise ApiError(
-                404, f"model {req.model!r} is not served here; use {engine.model_name!r}",
+                404, f"the requested model is not served here; use {engine.model_name!r}",
                 "model", "model_not_found",
             )  # fmt: skip
         check_dimensions(req.dimensions, engine.dimension)
@@ -248,19 +246,36 @@ def build_api(engine: Embedder) -> FastAPI:
             body = finish(np.stack(result.vectors), req.normalize, None)
         return body, timing_headers(result)
 
-    @api.post("/embed")
+    tei_errors = (*BODY_ERRORS, 401, 429, 503, 504)
+
+    @api.post(
+        "/embed",
+        **route_docs("tei", TeiEmbedResponse, tei_errors, secured=secured,
+                     body=bodies[TeiEmbedRequest], deadline=True),
+    )  # fmt: skip
     @endpoint("/embed", "tei")
     async def embed(request: Request) -> tuple[Any, dict[str, str]]:
+        """One pooled vector per input, as text-embeddings-inference answers them."""
         return await tei_embed(request, per_token=False)
 
-    @api.post("/embed_all")
+    @api.post(
+        "/embed_all",
+        **route_docs("tei", TeiEmbedAllResponse, tei_errors, secured=secured,
+                     body=bodies[TeiEmbedRequest], deadline=True),
+    )  # fmt: skip
     @endpoint("/embed_all", "tei")
     async def embed_all(request: Request) -> tuple[Any, dict[str, str]]:
+        """Every token's vector (before pooling) for each input."""
         return await tei_embed(request, per_token=True)
 
-    @api.post("/tokenize")
+    @api.post(
+        "/tokenize",
+        **route_docs("tei", TokenizeResponse, (*BODY_ERRORS, 401, 429, 503), secured=secured,
+                     body=bodies[TokenizeRequest]),
+    )  # fmt: skip
     @endpoint("/tokenize", "tei")
     async def tokenize(request: Request) -> tuple[Any, dict[str, str]]:
+        """Each input's tokens with their text and character offsets."""
         req = await parse(request, TokenizeRequest, settings.max_body_bytes)
         texts = [req.inputs] if isinstance(req.inputs, str) else req.inputs
         check_inputs(len(texts), settings.max_inputs)
@@ -274,32 +289,42 @@ def build_api(engine: Embedder) -> FastAPI:
         ]
         return body, {}
 
-    @api.get("/health")
+    @api.get("/health", **route_docs("openai", HealthResponse, (429, 503), secured=False))
     @endpoint("/health", "openai", public=True)
     async def health(request: Request) -> tuple[Any, dict[str, str]]:
+        """200 when the model answers a probe (or is making progress); no key needed."""
         if not await engine.healthy():
             raise ApiError(503, "the model is not answering", headers={"Retry-After": "5"})
         return {"status": "ok"}, {}
 
-    @api.get("/info")
+    @api.get("/info", **route_docs("openai", InfoResponse, (401, 429, 503), secured=secured))
     @endpoint("/info", "openai")
     async def info(request: Request) -> tuple[Any, dict[str, str]]:
+        """The served model, its backend, batching and limits."""
         return {**engine.info(), "ingress": active_ingress()}, {}
 
-    @api.get("/v1/models")
+    @api.get("/v1/models", **route_docs("openai", ModelList, (401, 429, 503), secured=secured))
     @endpoint("/v1/models", "openai")
     async def list_models(request: Request) -> tuple[Any, dict[str, str]]:
+        """The one model served here, as OpenAI's model list."""
         model = {"id": engine.model_name, "object": "model", "created": 0, "owned_by": "embedserve"}
         return {"object": "list", "data": [model]}, {}
 
-    @api.get("/metrics")
+    @api.get(
+        "/metrics",
+        response_class=Response,
+        **route_docs("openai", METRICS_RESPONSE, (429, 503), secured=False),
+    )
     async def prometheus(request: Request) -> Response:
+        """Prometheus exposition of every replica on this node; no key needed."""
         body, content_type = metrics.exposition()
         return Response(body, media_type=content_type)
 
     @api.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
+        """Starlette's own 404/405 as JSON in the path's dialect, keeping its headers (Allow)."""
         message = "no such route" if exc.status_code == 404 else str(exc.detail)
-        return render(ApiError(exc.status_code, message), "openai")
+        error = ApiError(exc.status_code, message, headers=dict(exc.headers or {}))
+        return render(error, dialect_for(request.url.path))
 
     return api

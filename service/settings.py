@@ -110,12 +110,39 @@ class ServiceSettings(BaseModel):
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     truncate: bool = Field(True, description="cut inputs over the model's limit (else 413)")
     request_timeout_s: float | None = Field(
-        None,
+        300.0,
         gt=0,
         description="default deadline of a request; a client's x-request-timeout-ms can only "
-        "shorten it. Inputs still queued at the deadline are dropped: 504. None: no default",
+        "shorten it. Inputs still queued at the deadline are dropped: 504; a second later the "
+        "ingress answers 504 itself, for a replica that died silently or hangs "
+        "(service.ingress.ingress_timeout_s). Must exceed the longest request's run: 2048 "
+        "passages take about 90 s on one core here. None: no bound",
     )
-    api_keys: list[SecretStr] = Field(default_factory=list)
+    # A replica Ray must replace: one that stopped answering (a wedged process, a backend stuck
+    # for good; Embedder.healthy) is stopped after 3 checks in a row time out (Ray's fixed
+    # threshold), then the graceful shutdown: period + 3 x timeout + grace = 27 s here against
+    # Ray's 10 + 3 x 30 + 20 = 120 s. Measured with a SIGSTOPped replica under W2 load: healthy
+    # again after about 37 s, no request hung; with Ray's defaults 130 s and 8 requests past a
+    # 60 s client timeout. A 3x flood never took /health past 0.08 s (docs/reliability.md).
+    health_check_period_s: float = Field(2.0, gt=0, description="Ray's replica health check")
+    health_check_timeout_s: float = Field(5.0, gt=0, description="Ray's replica health check")
+    graceful_shutdown_timeout_s: float = Field(
+        10.0, ge=0, description="how long a stopping replica may finish its requests"
+    )
+    api_keys: list[SecretStr] = Field(
+        default_factory=list, description="bearer keys; none: the API is open to whoever reaches it"
+    )
+    api_key_file: Path | None = Field(
+        None,
+        description="more keys, one a line (# comments and blank lines ignored), added to "
+        "api_keys by load_settings: keys stay out of argv, shell history and the YAML",
+    )
+    startup_timeout_s: float = Field(
+        600.0,
+        gt=0,
+        description="how long python -m service waits for the replicas to start before it "
+        "gives up with one line (a replica that cannot be placed would otherwise wait forever)",
+    )
     metrics_dir: Path | None = Field(
         None, description="prometheus multiprocess folder shared by the replicas of a node"
     )
@@ -143,6 +170,21 @@ def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
     return out
 
 
+def read_api_keys(path: Path) -> list[SecretStr]:
+    """The keys in ``path``: one a line, surrounding whitespace stripped, blank lines and
+    ``#`` comments skipped. Errors name the file, never a key."""
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise ValueError(f"api_key_file {path}: cannot be read ({reason})") from None
+    keys = [line.strip() for line in text.splitlines()]
+    keys = [key for key in keys if key and not key.startswith("#")]
+    if not keys:
+        raise ValueError(f"api_key_file {path}: holds no keys (one a line; # starts a comment)")
+    return [SecretStr(key) for key in keys]
+
+
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in override.items():
@@ -158,13 +200,31 @@ def load_settings(
     cli: dict[str, Any] | None = None,
     environ: dict[str, str] | None = None,
 ) -> ServiceSettings:
-    """Defaults < YAML ``config_file`` < ``EMBEDSERVE_*`` environment < CLI flags."""
+    """Defaults < YAML ``config_file`` < ``EMBEDSERVE_*`` environment < CLI flags.
+
+    ``api_key_file`` (from whichever layer sets it last) is read here, its keys added to
+    ``api_keys``: the replicas get the keys themselves, so the file need exist only where the
+    settings are loaded (the launcher, or the node that runs the application builder).
+    """
     layers: dict[str, Any] = {}
     if config_file is not None:
-        loaded = yaml.safe_load(Path(config_file).read_text()) or {}
+        try:
+            loaded = yaml.safe_load(Path(config_file).read_text()) or {}
+        except yaml.YAMLError as exc:
+            # Where and what, not PyYAML's snippet of the file: that may hold an API key.
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(exc, "problem", None) or "cannot be parsed"
+            raise ValueError(f"{config_file}: not valid YAML{where}: {problem}") from None
         if not isinstance(loaded, dict):
             raise ValueError(f"{config_file}: expected a mapping of settings")
         layers = _merge(layers, loaded)
     layers = _merge(layers, _env_overrides(dict(os.environ if environ is None else environ)))
     layers = _merge(layers, {k: v for k, v in (cli or {}).items() if v is not None})
-    return ServiceSettings.model_validate(layers)
+    settings = ServiceSettings.model_validate(layers)
+    if settings.api_key_file is None:
+        return settings
+    # Loading twice (the launcher, then build_app) must not list a key twice.
+    keys = [*settings.api_keys, *read_api_keys(settings.api_key_file)]
+    unique = dict.fromkeys(key.get_secret_value() for key in keys)
+    return settings.model_copy(update={"api_keys": [SecretStr(key) for key in unique]})

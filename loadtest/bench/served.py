@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,12 +44,13 @@ def embedserve(
     log_file: Path,
     flags: Sequence[str] = (),
     ready_timeout_s: float = 300,
+    settings_env: Mapping[str, str] | None = None,
 ) -> Iterator[Server]:
-    """A running ``python -m service`` (defaults, or with ``flags``) on a free 127.0.0.1 port;
-    its URL. Stopped on exit."""
+    """A running ``python -m service`` (defaults, or with ``flags``, and ``EMBEDSERVE_*``
+    settings in ``settings_env``) on a free 127.0.0.1 port; its URL. Stopped on exit."""
     port = free_port()
     metrics_dir = tempfile.mkdtemp(prefix="embedserve-bench-metrics-")
-    env = {**os.environ, "EMBEDSERVE_METRICS_DIR": metrics_dir}
+    env = {**os.environ, **(settings_env or {}), "EMBEDSERVE_METRICS_DIR": metrics_dir}
     cmd = [
         sys.executable,
         "-m",
@@ -86,6 +87,8 @@ def embedserve(
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+            if proc.stdout is not None:  # else a ResourceWarning (an error under pytest)
+                proc.stdout.close()
 
 
 @contextmanager

@@ -10,6 +10,13 @@ RayService manifests), so replicas live on the two workers, at most one per node
 then removed while clients keep sending requests; a replacement node joins, as KubeRay would
 replace the pod, and the lost replica is rescheduled there. Every response is recorded (status,
 headers and body of failures, latency) and written as JSON for the test to judge.
+
+A node lost in production is mostly silent (a partition, a dead host): its processes' connections
+are not reset, so nothing tells the proxy that the requests they hold will never be answered. The
+victim replica is therefore stopped (SIGSTOP) before its node is removed: it keeps its sockets
+open and answers nothing, as behind a partition. Clients send deadlines
+(``x-request-timeout-ms``), as interactive clients do; the bound under test is that every request
+is answered, or failed with a JSON 5xx, within its deadline plus the proxy's grace.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -37,6 +45,7 @@ from service.ingress import free_port
 REPO = Path(__file__).resolve().parents[2]
 APP = "embedserve"
 CLIENT_TIMEOUT_S = 60.0  # a request slower than this counts as hung
+DEADLINE_MS = 10_000  # the clients' x-request-timeout-ms
 CLIENTS = 4
 log = logging.getLogger("multinode")
 
@@ -83,7 +92,7 @@ def serve_config(artifact: Path, port: int, metrics_dir: Path) -> dict[str, Any]
     app["deployments"] = [deployment]
     # Every node is 127.0.0.1 here: one proxy (on the head) is all that can bind the port.
     config["proxy_location"] = "HeadOnly"
-    config["http_options"] = {"host": "127.0.0.1", "port": port}
+    config["http_options"] |= {"host": "127.0.0.1", "port": port}
     return config
 
 
@@ -168,7 +177,11 @@ class Load:
             while not self.stop.is_set():
                 start = time.monotonic()
                 try:
-                    response = client.post("/v1/embeddings", json={"input": self.texts})
+                    response = client.post(
+                        "/v1/embeddings",
+                        json={"input": self.texts},
+                        headers={"x-request-timeout-ms": str(DEADLINE_MS)},
+                    )
                 except httpx.HTTPError as exc:
                     record = Record(start - self.t0, time.monotonic() - start, None)
                     record.error = f"{type(exc).__name__}: {exc}"
@@ -197,6 +210,7 @@ def run(artifact: Path, workdir: Path) -> dict[str, Any]:
 
     timeline: dict[str, float] = {}
     t_begin = time.monotonic()
+    victim_pid: int | None = None
 
     def mark(event: str) -> None:
         timeline[event] = round(time.monotonic() - t_begin, 2)
@@ -244,11 +258,12 @@ def run(artifact: Path, workdir: Path) -> dict[str, Any]:
             "embeddings": expected.tolist(),
         }
 
-        victim_node = first[0]["node_id"]
+        victim_node, victim_pid = first[0]["node_id"], first[0]["pid"]
         victim = next(w for w in workers if w.node_id == victim_node)
         with Load(url, texts, expected) as load:
             wait_for("load to flow", lambda: len(load.records) >= 8, 30)
             removed_at = load.now()
+            os.kill(victim_pid, signal.SIGSTOP)  # silent: holds its connections, answers nothing
             cluster.remove_node(victim)
             mark("node_removed")
             # The service must keep answering from the surviving replica: 5 s of load on it.
@@ -291,6 +306,8 @@ def run(artifact: Path, workdir: Path) -> dict[str, Any]:
         )
         return result
     finally:
+        if victim_pid is not None:
+            _kill(victim_pid)
         try:
             from ray import serve
 
@@ -298,6 +315,14 @@ def run(artifact: Path, workdir: Path) -> dict[str, Any]:
             ray.shutdown()
         finally:
             cluster.shutdown()
+
+
+def _kill(pid: int) -> None:
+    """The stopped victim outlives its node; it must not outlive the scenario."""
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def _answers(url: str) -> bool:

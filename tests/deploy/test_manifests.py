@@ -130,6 +130,58 @@ def test_rayservice_runs_the_image_its_dockerfile_builds(kind: str) -> None:
     assert any("install" in a and "wget" in a for op, a in instructions(DOCKERFILES[kind]))
 
 
+NETWORK_POLICY = DEPLOY_DIR / "kuberay" / "networkpolicy.yaml"
+OPERATOR = {"app.kubernetes.io/name": "kuberay-operator"}  # the KubeRay Helm chart's label
+
+
+def admitted(port: int, pod_labels: dict[str, str]) -> list[Any]:
+    """The ``from`` lists of the NetworkPolicy rules that let traffic reach ``port`` of a pod
+    with ``pod_labels``; ``None`` in the result means from anywhere. No policy: anywhere."""
+    policy = yaml.safe_load(NETWORK_POLICY.read_text())
+    selected = policy["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    if not selected or "Ingress" not in policy["spec"]["policyTypes"]:
+        return [None]
+    return [
+        rule.get("from")
+        for rule in policy["spec"].get("ingress", [])
+        if "ports" not in rule or any(p["port"] == port for p in rule["ports"])
+    ]
+
+
+def peer_labels(peer: dict[str, Any]) -> dict[str, str]:
+    return peer.get("podSelector", {}).get("matchLabels", {})
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_ray_ports_are_reachable_only_from_the_cluster(kind: str) -> None:
+    """Ray's ports run code for whoever reaches them (no token on a `ray start` cluster): only
+    the Ray pods may, and the operator the dashboard; the API and metrics ports stay open."""
+    for name, group, container in pods(kind):
+        labels = group["template"]["metadata"]["labels"]
+        for port in container["ports"]:
+            sources = admitted(port["containerPort"], labels)
+            if port["name"] in ("serve", "metrics"):
+                assert None in sources, (name, port)
+                continue
+            assert sources and None not in sources, (name, port)
+            allowed = [dict(labels)] + ([OPERATOR] if port["name"] == "dashboard" else [])
+            for peers in sources:
+                assert all(peer_labels(p) in allowed for p in peers), (name, port, peers)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_dashboard_is_open_only_because_the_operator_needs_it(kind: str) -> None:
+    head = rayservice(kind)["spec"]["rayClusterConfig"]["headGroupSpec"]
+    host = head["rayStartParams"].get("dashboard-host", "127.0.0.1")
+    operator_rules = [
+        peers
+        for peers in admitted(8265, head["template"]["metadata"]["labels"])
+        if peers and any(peer_labels(p) == OPERATOR for p in peers)
+    ]
+    # KubeRay's operator submits serveConfigV2 to the head Service's dashboard port.
+    assert host == "0.0.0.0" and operator_rules, (host, operator_rules)
+
+
 # --- Dockerfiles -----------------------------------------------------------------------------
 
 
@@ -144,7 +196,10 @@ def test_dockerfile_layers_user_healthcheck_and_port(kind: str) -> None:
     manifest = next(i for i, (op, a) in enumerate(steps) if op == "COPY" and "pyproject.toml" in a)
     assert manifest < deps < first_code, "dependencies must be a layer before the code"
     user = [a for op, a in steps if op == "USER"]
-    assert user and user[-1] not in ("root", "0"), "runs as root"
+    assert user and user[-1] not in ("root", "0") and not user[-1].startswith("0:"), "runs as root"
+    # A user the image creates (uid 1000, Ray's convention), not one that may not exist.
+    created = [a for op, a in steps if op == "RUN" and "useradd" in a]
+    assert created and "--uid 1000" in created[0] and created[0].split()[-1] == user[-1]
     assert ops.index("USER") > max(i for i, op in enumerate(ops) if op == "RUN")
     health = [a for op, a in steps if op == "HEALTHCHECK"]
     assert health and "/health" in health[0]

@@ -19,11 +19,15 @@ import numpy as np
 import pytest
 
 from ..helpers import cosine
+from .multinode_scenario import DEADLINE_MS
 
 pytestmark = pytest.mark.multinode
 
 REPO = Path(__file__).resolve().parents[2]
 SCENARIO_TIMEOUT_S = 420
+# A request is answered, or failed with a JSON 5xx, within its deadline plus service.proxy's
+# grace second; the rest is slack for a loaded 2-core machine.
+ANSWER_BOUND_S = DEADLINE_MS / 1000 + 5
 
 
 @pytest.fixture(scope="module")
@@ -69,10 +73,10 @@ def test_no_request_hangs_while_a_node_is_lost(scenario: dict[str, Any]) -> None
     no_answer = [r for r in records if r["status"] is None]
     assert not no_answer, no_answer[:5]  # timeouts and dropped connections
     slowest = max(r["seconds"] for r in records)
-    assert slowest < 30, f"slowest request took {slowest:.1f}s"
+    assert slowest < ANSWER_BOUND_S, f"slowest request took {slowest:.1f}s"
 
 
-def test_every_failure_is_a_clean_5xx_json_error(scenario: dict[str, Any]) -> None:
+def test_every_failure_is_a_clean_5xx_json_error_with_retry_after(scenario: dict[str, Any]) -> None:
     bad = []
     for record in failures(scenario):
         status = record["status"]
@@ -81,7 +85,10 @@ def test_every_failure_is_a_clean_5xx_json_error(scenario: dict[str, Any]) -> No
         except ValueError:
             body = None
         json_type = (record["content_type"] or "").startswith("application/json")
+        retry_after = "retry-after" in {k.lower() for k in record["headers"]}
         if status is None or not 500 <= status < 600 or not json_type or not body:
+            bad.append(record)
+        elif not retry_after:  # the client is told when to try again
             bad.append(record)
     assert not bad, json.dumps(
         {"bad": bad[:5], "proxy_log": scenario.get("proxy_log_errors", [])}, indent=1

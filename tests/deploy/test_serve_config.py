@@ -82,14 +82,16 @@ def strict_problems(config: dict[str, Any]) -> list[str]:
 
 
 def test_every_yaml_in_deploy_is_a_known_kind() -> None:
-    """New YAML files must be covered by some test: a Serve config, a RayService, Prometheus."""
+    """New YAML files must be covered by some test: a Serve config, a RayService, Prometheus,
+    the NetworkPolicy (test_manifests)."""
     for path in sorted(DEPLOY_DIR.rglob("*.y*ml")):
         for doc in load(path):
             assert (
                 "applications" in doc
                 or doc.get("kind") == "RayService"
                 or ("scrape_configs" in doc)
-            ), f"{path}: not a Serve config, RayService or Prometheus config"
+                or doc.get("kind") == "NetworkPolicy"
+            ), f"{path}: not a Serve config, RayService, Prometheus config or NetworkPolicy"
 
 
 @pytest.mark.parametrize("name,config", serve_configs(), ids=[n for n, _ in serve_configs()])

@@ -149,3 +149,34 @@ def test_openvino_streams_running_at_once_keep_the_bar(
     for served in [*both, alone]:
         assert cosine(served, reference).min() >= 0.9999
         assert np.abs(served - both[0]).max() <= _tolerance(streams[0])
+
+
+def _rss_mib() -> float:
+    lines = Path("/proc/self/status").read_text().splitlines()
+    return int(next(line for line in lines if line.startswith("VmRSS")).split()[1]) / 1024
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads RSS from /proc")
+def test_openvino_memory_stays_bounded_as_input_shapes_keep_changing(minilm_artifact: Path) -> None:
+    """Mixed traffic keeps making new (batch, length) shapes; the plugin's kernel cache must not
+    keep them all (by default it holds 5000, about 0.4 MiB each: a soak grew 2 MiB/s)."""
+    from service.backends.openvino import RUNTIME_CACHE_SHAPES
+
+    if reason := _skip_reason("openvino", "fp32"):
+        pytest.skip(reason)
+    settings = ServiceSettings(
+        artifact=minilm_artifact, backend="openvino", precision="fp32", num_cpus=1
+    )
+    backend, _ = create_backend(settings, load_artifact(minilm_artifact))
+    shapes = [(b, t) for t in range(2, 200) for b in (1, 2, 3)]
+    random.Random(0).shuffle(shapes)
+    assert len(shapes) > 2 * RUNTIME_CACHE_SHAPES
+
+    def run(part: list[tuple[int, int]]) -> None:
+        for b, t in part:
+            backend.run(np.full((b, t), 1000, dtype=np.int64), np.ones((b, t), dtype=np.int64))
+
+    run(shapes[: 2 * RUNTIME_CACHE_SHAPES])  # the cache is full from here on
+    before = _rss_mib()
+    run(shapes[2 * RUNTIME_CACHE_SHAPES :])  # 80 more shapes: unbounded would add about 30 MiB
+    assert _rss_mib() - before < 10

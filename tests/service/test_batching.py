@@ -4,6 +4,7 @@ are dealt to the inference streams of real OpenVINO backends."""
 import asyncio
 import itertools
 import random
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -322,3 +323,40 @@ def test_admission_refuses_what_would_wait_too_long(
 
     asyncio.run(scenario())
     assert sum(s.inputs for s in seen) == 4 + 1 + 4
+
+
+class _Hung:
+    """A backend whose call never returns until released: a hung library call or device."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend, self.release = backend, threading.Event()
+
+    def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        self.release.wait()
+        return self.backend.run(input_ids, attention_mask)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.backend, name)
+
+
+def test_a_hung_backend_is_reported_stuck_and_a_working_one_is_not(
+    backends: Backends, ids: list[np.ndarray]
+) -> None:
+    hung = _Hung(backends.streams[0])
+    batcher = _batcher([hung], None, [])  # type: ignore[list-item]
+
+    async def scenario() -> tuple[bool, bool, bool]:
+        work = asyncio.ensure_future(batcher.submit(ids[:2]))
+        give_up = time.perf_counter() + 30
+        while batcher.running_since is None:  # the worker took the step and is inside run()
+            assert time.perf_counter() < give_up, "the worker never started the micro-batch"
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        verdicts = batcher.stuck(0.01), batcher.stuck(60.0)
+        hung.release.set()
+        await work
+        return (*verdicts, batcher.stuck(0.0))
+
+    stuck_short, stuck_long, stuck_after = asyncio.run(scenario())
+    assert stuck_short and not stuck_long  # past the stall bound, and not before it
+    assert not stuck_after  # idle again: nothing is running, nothing is stuck

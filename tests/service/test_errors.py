@@ -152,3 +152,33 @@ def test_lost_replica_answers_503_json_with_retry_after(deploy: Callable[..., st
             assert time.monotonic() < deadline, "the replica was not replaced"
             time.sleep(1)
         assert embed(c, ["after the replica came back"]).shape == (1, 384)
+
+
+def test_a_silent_replica_fails_requests_by_their_deadline_with_504_json(
+    deploy: Callable[..., str],
+) -> None:
+    """A replica that holds its connections but answers nothing (a stopped process, a partition)
+    is Ray's blind spot: service.proxy turns the client's deadline into the proxy's timeout, so
+    the client gets a JSON 504 one grace second after its deadline instead of waiting forever."""
+    import os
+    import signal
+    import time
+
+    url = deploy()
+    with httpx.Client(base_url=url, timeout=60) as c:
+        pid = c.get("/info").json()["process"]
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            headers = {"x-request-timeout-ms": "1500"}
+            response = c.post("/v1/embeddings", json={"input": ["anyone?"]}, headers=headers)
+            tei = c.post("/embed", json={"inputs": "anyone?"}, headers=headers)
+        finally:
+            os.kill(pid, signal.SIGKILL)  # Ray replaces it
+        assert openai_error(response, 504)["code"] == "deadline_exceeded"
+        assert response.headers["retry-after"] == "1"
+        assert tei.status_code == 504 and tei.json()["error_type"] == "Overloaded"
+        deadline = time.monotonic() + 120
+        while c.get("/health").status_code != 200:
+            assert time.monotonic() < deadline, "the stopped replica was not replaced"
+            time.sleep(1)
+        assert embed(c, ["after the replica came back"]).shape == (1, 384)

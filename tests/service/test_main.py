@@ -2,28 +2,38 @@
 
 The rest of the service suite deploys into one in-process Ray instance with Ray's Python proxy
 (the cluster default); this module checks that the launcher's default path keeps the same
-contract: parity, JSON errors with the right status, request ids, metrics, a clean stop.
+contract: parity, JSON errors with the right status, request ids, metrics, a clean stop; and
+that it keeps to itself: keys from a file, every listener on loopback, nothing a client sends in
+its logs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
+import ipaddress
 import os
 import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import httpx
 import pytest
 
 from ..helpers import cosine, embed, free_port
+from .test_security import SECRETS, exchange, files_mentioning, logged_through
 
-KEY = "launcher-key"
+KEY = f"launcher-key-{uuid.uuid4().hex}"  # from --api-key-file
+FLAG_KEY = f"flag-key-{uuid.uuid4().hex}"  # from --api-key
 AUTH = {"Authorization": f"Bearer {KEY}"}
+# HAProxy's side listeners (stats, Prometheus), fixed here so the listener test can find them.
+HAPROXY_SIDE_PORTS = ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT")
 
 
 @dataclass
@@ -31,6 +41,7 @@ class Launched:
     url: str
     proc: subprocess.Popen[str]
     artifact: Path
+    env: dict[str, str]
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +52,15 @@ def launched(minilm_artifact: Path, tmp_path_factory: pytest.TempPathFactory) ->
         f"port: {port}\nmax_body_bytes: 65536\nmax_ongoing_requests: 2\nmax_queued_requests: 1\n"
         "batching:\n  max_batch_size: 16\n"
     )
+    keys = config.parent / "api-keys"
+    keys.write_text(f"# keys of the launcher test\n\n  {KEY}  \n")
     cmd = [sys.executable, "-m", "service", "--config", str(config)]
-    cmd += ["--artifact", str(minilm_artifact), "--api-key", KEY]
+    cmd += ["--artifact", str(minilm_artifact), "--api-key-file", str(keys), "--api-key", FLAG_KEY]
     env = {**os.environ, "EMBEDSERVE_APP_NAME": "launcher-test"}
+    env |= {name: str(free_port()) for name in HAPROXY_SIDE_PORTS}
+    # RAY_SERVE_THROUGHPUT_OPTIMIZED buffers 1000 access-log lines; write each at once, so the
+    # log test can read what the requests before it left (the lines are the same).
+    env["RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE"] = "1"
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     )
@@ -60,7 +77,7 @@ def launched(minilm_artifact: Path, tmp_path_factory: pytest.TempPathFactory) ->
             time.sleep(1)
         else:
             raise AssertionError("the service did not become healthy in time")
-        yield Launched(url, proc, minilm_artifact)
+        yield Launched(url, proc, minilm_artifact, env)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -130,6 +147,84 @@ def test_backpressure_is_json_429_then_healthy(launched: Launched, client: httpx
 def test_metrics_count_requests(launched: Launched) -> None:
     text = httpx.get(f"{launched.url}/metrics", timeout=10).text
     assert 'embedserve_requests_total{route="/v1/embeddings",status="200"}' in text
+
+
+def test_keys_from_the_file_and_the_flag_both_authenticate(launched: Launched) -> None:
+    for key, status in ((KEY, 200), (FLAG_KEY, 200), ("# keys of the launcher test", 401)):
+        headers = {"Authorization": f"Bearer {key}"}
+        response = httpx.post(f"{launched.url}/v1/embeddings", json={"input": "a"}, headers=headers)
+        assert response.status_code == status, (key, response.text)
+
+
+def ray_psutil() -> ModuleType:
+    """Ray's vendored psutil (ray/thirdparty_files), importable once Ray is."""
+    import ray  # noqa: F401
+
+    return importlib.import_module("psutil")
+
+
+def process_tree(pid: int) -> list:
+    psutil = ray_psutil()
+    root = psutil.Process(pid)
+    return [root, *root.children(recursive=True)]
+
+
+def listeners(pid: int) -> list[tuple[str, str, int]]:
+    """(process name, address, port) of every TCP listener of ``pid`` and its descendants."""
+    psutil = ray_psutil()
+    found = []
+    for process in process_tree(pid):
+        try:
+            name, sockets = process.name(), process.net_connections(kind="tcp")
+        except psutil.NoSuchProcess:  # a worker that exited meanwhile
+            continue
+        found += [(name, s.laddr.ip, s.laddr.port) for s in sockets if s.status == "LISTEN"]
+    return found
+
+
+def is_loopback(address: str) -> bool:
+    ip = ipaddress.ip_address(address)
+    mapped = getattr(ip, "ipv4_mapped", None)  # ::ffff:127.0.0.1 on a dual-stack socket
+    return ip.is_loopback or (mapped is not None and mapped.is_loopback)
+
+
+def test_every_listener_of_the_service_is_on_loopback(launched: Launched) -> None:
+    """GCS, raylet, object manager, workers, dashboard agent, proxy, replicas, HAProxy: all on
+    127.0.0.1 when the service is (the default), so nothing of Ray is reachable from outside."""
+    found = listeners(launched.proc.pid)
+    names = " ".join(name for name, _, _ in found)
+    assert "gcs_server" in names and "raylet" in names and "haproxy" in names, found
+    assert any(port == int(launched.url.rsplit(":", 1)[1]) for _, _, port in found)
+    # HAProxy's stats and Prometheus listeners: Ray binds them to every interface; the
+    # launcher's service.haproxy rewrites them to the service's host.
+    side_ports = {int(launched.env[name]) for name in HAPROXY_SIDE_PORTS}
+    assert side_ports <= {port for name, ip, port in found if name == "haproxy" and is_loopback(ip)}
+    outside = [(name, ip, port) for name, ip, port in found if not is_loopback(ip)]
+    # Ray 2.60 binds each replica's inter-deployment gRPC server to [::]:0, with no setting to
+    # move it (ray/serve/_private/replica.py, _on_initialized); Ray's token auth, on for the
+    # launcher's local instance, guards it. One per replica; anything else is a regression.
+    replica_grpc = [entry for entry in outside if "ServeReplica" in entry[0]]
+    replicas = {name for name, _, _ in found if "ServeReplica" in name}
+    assert len(replica_grpc) <= len(replicas), replica_grpc
+    assert [entry for entry in outside if entry not in replica_grpc] == [], found
+
+
+def session_dir(pid: int) -> Path:
+    """The launcher's Ray session folder, from its raylet's command line."""
+    for process in process_tree(pid):
+        for arg in process.cmdline():
+            if arg.startswith("--session_dir="):
+                return Path(arg.split("=", 1)[1])
+    raise AssertionError("no raylet with --session_dir under the launcher")
+
+
+def test_nothing_a_client_sends_reaches_a_response_or_a_log(launched: Launched) -> None:
+    """test_security's requests again, over HAProxy and Ray's buffered access logs."""
+    logs = session_dir(launched.proc.pid) / "logs"
+    with httpx.Client(base_url=launched.url, timeout=60) as client:
+        assert exchange(client, KEY) == []
+        logged_through(client, KEY, logs)
+    assert files_mentioning(logs, (*SECRETS, KEY, FLAG_KEY)) == {}
 
 
 def test_sigterm_stops_it_in_seconds(launched: Launched) -> None:

@@ -52,3 +52,60 @@ def test_config_file_must_be_a_mapping(tmp_path: Path) -> None:
     config.write_text("- just\n- a list\n")
     with pytest.raises(ValueError, match="expected a mapping"):
         load_settings(config, environ={})
+
+
+def secrets(settings: ServiceSettings) -> list[str]:
+    return [key.get_secret_value() for key in settings.api_keys]
+
+
+def test_api_key_file_adds_its_keys_one_a_line(tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    keys.write_text("# rotated 2026-01\nfile-key-1\n\n   file-key-2  \n  # old: not-a-key\n")
+    settings = load_settings(cli={"api_keys": ["flag-key"], "api_key_file": keys}, environ={})
+    assert secrets(settings) == ["flag-key", "file-key-1", "file-key-2"]
+    assert "file-key" not in repr(settings) and "file-key" not in str(settings.model_dump())
+    # build_app loads the launcher's settings again: the file's keys are not listed twice.
+    again = load_settings(cli=settings.model_dump(exclude_unset=True), environ={})
+    assert secrets(again) == secrets(settings)
+
+
+def test_api_key_file_follows_file_env_cli_order(tmp_path: Path) -> None:
+    files = {}
+    for name in ("yaml", "env", "cli"):
+        files[name] = tmp_path / f"{name}.keys"
+        files[name].write_text(f"{name}-key\n")
+    config = tmp_path / "embedserve.yaml"
+    config.write_text(f"api_key_file: {files['yaml']}\n")
+    env = {"EMBEDSERVE_API_KEY_FILE": str(files["env"]), "EMBEDSERVE_API_KEY": "env-inline"}
+    assert secrets(load_settings(config, environ={})) == ["yaml-key"]
+    assert secrets(load_settings(config, environ=env)) == ["env-inline", "env-key"]
+    cli = {"api_key_file": files["cli"]}
+    assert secrets(load_settings(config, cli, environ=env)) == ["env-inline", "cli-key"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(None, "cannot be read"), ("\n# only a comment\n   \n", "holds no keys")],
+)
+def test_an_unusable_api_key_file_is_one_line_naming_the_file(
+    tmp_path: Path, content: str | None, message: str
+) -> None:
+    path = tmp_path / "keys"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(ValueError, match=message) as raised:
+        load_settings(cli={"api_key_file": path}, environ={})
+    assert str(path) in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_a_directory_is_not_a_key_file(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="cannot be read"):
+        load_settings(cli={"api_key_file": tmp_path}, environ={})
+
+
+def test_broken_yaml_is_one_line_without_the_files_text(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("port: 9000\napi_keys: [sk-not-to-be-shown\n")
+    with pytest.raises(ValueError, match="not valid YAML at line 3") as raised:
+        load_settings(config, environ={})
+    assert "sk-not-to-be-shown" not in str(raised.value) and "\n" not in str(raised.value)
