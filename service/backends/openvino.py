@@ -54,7 +54,11 @@ class OpenVinoBackend(GraphBackend):
 
 
 def compile_streams(
-    model_path: Path, threads: int, precision: str = "fp32", streams: int = 1
+    model_path: Path,
+    threads: int,
+    precision: str = "fp32",
+    streams: int = 1,
+    cache_shapes: int = RUNTIME_CACHE_SHAPES,
 ) -> list[OpenVinoBackend]:
     """``streams`` backends that can run at the same time, sharing ``threads`` between them.
 
@@ -70,7 +74,7 @@ def compile_streams(
         "INFERENCE_NUM_THREADS": threads,
         "NUM_STREAMS": streams,
         "PERFORMANCE_HINT": "LATENCY" if streams == 1 else "THROUGHPUT",
-        "CPU_RUNTIME_CACHE_CAPACITY": RUNTIME_CACHE_SHAPES,
+        "CPU_RUNTIME_CACHE_CAPACITY": cache_shapes,
     }
     compiled = ov.Core().compile_model(str(model_path), "CPU", config)
     return [OpenVinoBackend(compiled, precision) for _ in range(streams)]
