@@ -203,10 +203,13 @@ def test_report_says_what_failed(tmp_path: Path) -> None:
 
 
 def test_a_short_soak_of_the_real_service(minilm_artifact: Path, tmp_path: Path) -> None:
+    # A third of the measured capacity, not 70%: this checks the harness and the service's
+    # answers, and a shared machine that slows down after the ramp must not turn into 429s.
     out, doc = tmp_path / "soak", tmp_path / "soak.md"
     cmd = [sys.executable, "-m", "loadtest.soak", "--artifact", str(minilm_artifact),
            "--duration-s", "20", "--warmup-s", "4", "--window-s", "6", "--capacity-s", "3",
-           "--rss-every-s", "1", "--out", str(out), "--doc", str(doc)]  # fmt: skip
+           "--load", "0.33", "--rss-every-s", "1",
+           "--out", str(out), "--doc", str(doc)]  # fmt: skip
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode in (0, 1), done.stdout + done.stderr[-3000:]
     s = json.loads((out / "summary.json").read_text())
