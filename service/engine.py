@@ -126,9 +126,10 @@ class Embedder:
                 )
             try:
                 array = np.asarray(seq, dtype=np.int64)
+                known = array.min() >= 0 and array.max() < self.vocab_size
             except OverflowError:  # JSON allows ids past int64
-                array = np.asarray([-1])
-            if array.min() < 0 or array.max() >= self.vocab_size:
+                known = False
+            if not known:
                 raise ApiError(
                     400,
                     f"input[{index}] has token ids outside the vocabulary 0..{self.vocab_size - 1}",

@@ -30,6 +30,7 @@ RETRY_AFTER_S = "1"
 RAY_TIMEOUT_HEADER = b"x-request-timeout-seconds"
 RAY_OVERRIDES = (RAY_TIMEOUT_HEADER, b"x-request-disconnect-disabled")
 DEADLINE_GRACE_S = 1.0
+_DEADLINE = DEADLINE_HEADER.encode()
 DEADLINE_PASSED = "the request's deadline passed with no answer from its replica; retry"
 
 
@@ -37,7 +38,7 @@ def with_ray_deadline(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, b
     """The request's headers for Ray's proxy: the client's deadline (plus the grace) as Ray's
     timeout, and no client-sent Ray overrides."""
     kept = [(k, v) for k, v in headers if k.lower() not in RAY_OVERRIDES]
-    given = next((v for k, v in headers if k.lower() == DEADLINE_HEADER.encode()), None)
+    given = next((v for k, v in headers if k.lower() == _DEADLINE), None)
     seconds = None if given is None else deadline_seconds(given.decode("latin-1"))
     if seconds is not None:
         kept.append((RAY_TIMEOUT_HEADER, f"{seconds + DEADLINE_GRACE_S:.3f}".encode()))
