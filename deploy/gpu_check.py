@@ -122,7 +122,7 @@ def check_served(url: str, report: Report) -> None:
     import httpx
     import numpy as np
 
-    from loadtest.corpus import passages, sentences
+    from common.texts import passages, sentences
     from models import load_pretrained
 
     info = httpx.get(f"{url}/info", timeout=30).json()
@@ -186,7 +186,7 @@ def _plain_load(url: str, what: str, report: Report) -> None:
 
     import httpx
 
-    from loadtest.corpus import sentences
+    from common.texts import sentences
 
     texts = sentences()[:32]
 

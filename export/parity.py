@@ -174,10 +174,10 @@ def embed_texts(
 
 def real_texts() -> tuple[list[str], str]:
     """All built-in sentences and passages (passages may not exist yet), and a label."""
-    from loadtest import corpus
+    from common import texts as corpus
 
     texts = corpus.sentences()
-    label = f"loadtest.corpus: {len(texts)} sentences"
+    label = f"common.texts: {len(texts)} sentences"
     try:
         passages = corpus.passages()
     except FileNotFoundError:

@@ -1,6 +1,6 @@
 """What each request carries: the texts of request ``i`` for every workload, deterministically.
 
-Built-in workloads use real English prose (``loadtest.corpus``), never random tokens: tokenizers
+Built-in workloads use real English prose (``common.texts``), never random tokens: tokenizers
 and attention cost depend on real text. Sequential workloads walk the corpus in order, so the
 texts of request ``i`` are the same on every server and in the offline benchmark
 (:func:`chunks`); ``mixed`` draws request shapes from a seeded generator.
@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import corpus
+from common import texts as corpus
+
 from .config import LoadConfig
 
 MIXED_LONG_INPUTS = 4

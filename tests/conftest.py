@@ -41,7 +41,7 @@ def reference():
 @pytest.fixture(scope="session")
 def corpus() -> list[str]:
     """Real English text: every built-in sentence and passage."""
-    from loadtest.corpus import passages, sentences
+    from common.texts import passages, sentences
 
     return sentences() + passages()
 

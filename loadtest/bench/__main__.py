@@ -27,7 +27,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np  # noqa: E402
 
-from .. import corpus  # noqa: E402
+from common import texts as corpus  # noqa: E402
+
 from .. import plots as lt_plots  # noqa: E402
 from ..driver import RunResult, run  # noqa: E402
 from ..summary import now  # noqa: E402

@@ -28,7 +28,8 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .. import corpus  # noqa: E402
+from common import texts as corpus  # noqa: E402
+
 from ..config import LoadConfig  # noqa: E402
 from ..plots import save_figure  # noqa: E402
 from ..runner import LoadRunner, Sample, latencies_ms  # noqa: E402

@@ -107,7 +107,7 @@ def render(results: BenchResults) -> str:
         "## Results",
         "",
         "Same texts everywhere: the 666 built-in English sentences and 48 passages "
-        "(~250 tokens) of `loadtest/corpus.py`, in the same batches offline as in the served "
+        "(~250 tokens) of `common/texts.py`, in the same batches offline as in the served "
         "requests. **× baseline** is inputs/s over sentence-transformers fp32 on the same "
         "batches; **min cosine** is the lowest cosine similarity to fp32 PyTorch "
         "(`models.load_pretrained`) over all "

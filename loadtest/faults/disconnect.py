@@ -20,7 +20,8 @@ import aiohttp
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
-from .. import corpus
+from common import texts as corpus
+
 from .hostile import still_healthy
 from .load import RecordingLoad, send
 from .records import describe_statuses

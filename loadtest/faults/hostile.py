@@ -19,7 +19,8 @@ from typing import Any
 import aiohttp
 import orjson
 
-from .. import corpus
+from common import texts as corpus
+
 from .load import RecordingLoad, send
 from .records import Record, describe_statuses
 from .report import Outcome, from_records

@@ -17,7 +17,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import corpus
+from common import texts as corpus
+
 from ..bench.qos import TIMEOUT_S, FixedPool, Scenario, scenario, server_rss
 from ..runner import LoadRunner, Phase
 from ..summary import status_key

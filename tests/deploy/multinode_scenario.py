@@ -206,7 +206,7 @@ def run(artifact: Path, workdir: Path) -> dict[str, Any]:
     from ray.serve._private.api import serve_start
     from ray.serve.schema import ServeDeploySchema
 
-    from loadtest.corpus import sentences
+    from common.texts import sentences
 
     timeline: dict[str, float] = {}
     t_begin = time.monotonic()

@@ -10,10 +10,10 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from common import texts as corpus
 from export import ArtifactError, ExportOptions, export_model, load_artifact
 from export.artifact import SERVING_CONFIG_FILE
 from export.parity import cosine_rows, embed_texts
-from loadtest import corpus
 from models import Tokenizer
 
 
@@ -45,7 +45,7 @@ def test_extras_with_external_data_and_tokenizer(
     assert optimized["parity"]["passed"] and optimized["fused_operators"]
     assert "SkipLayerNormalization" in optimized["fused_operators"]
     int8 = manifest["extras"]["int8"]
-    assert int8["data"].startswith("loadtest.corpus") and int8["texts"] >= 300
+    assert int8["data"].startswith("common.texts") and int8["texts"] >= 300
     assert 0.9 < int8["min_cosine_vs_fp32"] <= int8["mean_cosine_vs_fp32"] <= 1.0
 
     artifact = load_artifact(output)

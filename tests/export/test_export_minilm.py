@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from common.texts import passages
 from export import load_artifact
 from export.artifact import INPUT_NAMES, OUTPUT_NAMES
-from loadtest.corpus import passages
 from models import Tokenizer
 
 

@@ -69,7 +69,7 @@ def test_mean_flops_averages_per_text_counts() -> None:
 
 
 def test_artifact_config_and_real_token_lengths(minilm_artifact: Path) -> None:
-    from loadtest import corpus
+    from common import texts as corpus
 
     config = artifact_encoder_config(minilm_artifact)
     assert (config.n_layers, config.d_model, config.d_ff) == (6, 384, 1536)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from loadtest import corpus
+from common import texts as corpus
 from loadtest.api import BadResponse, parse_response, request_body, vectors
 from loadtest.config import LoadConfig
 from loadtest.workload import RequestPool, chunks, read_texts

@@ -1,4 +1,5 @@
-"""Built-in real English texts, shared by the load generator, benchmarks and accuracy tests."""
+"""Built-in real English texts: the load generator's inputs, the benchmarks' corpus, the
+export's accuracy check and the tests' data."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from importlib.resources import files
 
 @cache
 def _lines(name: str) -> tuple[str, ...]:
-    text = files("loadtest").joinpath("data", name).read_text(encoding="utf-8")
+    text = files("common").joinpath("data", name).read_text(encoding="utf-8")
     return tuple(line for line in text.splitlines() if line.strip())
 
 
@@ -20,3 +21,8 @@ def sentences() -> list[str]:
 def passages() -> list[str]:
     """Paragraphs of ~180-230 words (~250 BERT tokens), for the long-input workloads."""
     return list(_lines("passages.txt"))
+
+
+def corpus() -> list[str]:
+    """Every sentence, then every passage: the texts accuracy is measured on."""
+    return sentences() + passages()
