@@ -4,7 +4,17 @@ from .attention import MultiHeadAttention, attention_bias, attention_math, atten
 from .checkpoint import CheckpointError, load_model, save_model
 from .config import EncoderConfig
 from .model import SentenceEncoder, build_model
-from .pretrained import DEFAULT_MODEL, EmbeddingModel, get_model_path, load_pretrained
+from .pretrained import (
+    DEFAULT_MODEL,
+    EmbeddingModel,
+    LoadedEncoder,
+    ModelLocation,
+    SourceKind,
+    get_model_path,
+    load_encoder,
+    load_pretrained,
+    locate_model,
+)
 from .tokenizer import EncodedBatch, Tokenizer
 
 __all__ = [
@@ -13,15 +23,20 @@ __all__ = [
     "EmbeddingModel",
     "EncodedBatch",
     "EncoderConfig",
+    "LoadedEncoder",
+    "ModelLocation",
     "MultiHeadAttention",
     "SentenceEncoder",
+    "SourceKind",
     "Tokenizer",
     "attention_bias",
     "attention_math",
     "attention_sdpa",
     "build_model",
     "get_model_path",
+    "load_encoder",
     "load_model",
     "load_pretrained",
+    "locate_model",
     "save_model",
 ]

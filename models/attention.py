@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import AttentionImpl
+from .positions import NoRotation
 
 
 def attention_bias(
@@ -33,9 +34,12 @@ def attention_bias(
             return None
         keep = key_padding_mask[:, None, None, :].to(dtype)  # (B, 1, 1, Tk)
         return (1.0 - keep) * neg
-    if key_padding_mask is None and query_len is None:
+    if key_padding_mask is not None:
+        tk = key_padding_mask.shape[-1]
+    elif query_len is not None:
+        tk = query_len
+    else:
         raise ValueError("a causal mask needs query_len when there is no key_padding_mask")
-    tk = key_padding_mask.shape[-1] if key_padding_mask is not None else query_len
     tq = query_len if query_len is not None else tk
     device = key_padding_mask.device if key_padding_mask is not None else None
     allowed = torch.ones(tq, tk, dtype=torch.bool, device=device).tril(tk - tq)[None, None]
@@ -68,11 +72,26 @@ def attention_sdpa(
 ATTENTION = {"math": attention_math, "sdpa": attention_sdpa}
 
 
+def repeat_kv(x: Tensor, groups: int) -> Tensor:
+    """Each key/value head repeated for the ``groups`` query heads that share it (GQA).
+
+    Query head h reads key/value head h // groups, as ``repeat_interleave`` on the head axis
+    would give; expand + reshape copies once. With one query head per K/V head, x as it is.
+    """
+    if groups == 1:
+        return x
+    b, h_kv, t, dh = x.shape  # (B, Hkv, T, Dh)
+    x = x[:, :, None].expand(b, h_kv, groups, t, dh)  # (B, Hkv, G, T, Dh)
+    return x.reshape(b, h_kv * groups, t, dh)  # (B, H, T, Dh)
+
+
 class MultiHeadAttention(nn.Module):
     """Multi-head attention with its own Q/K/V/output projections.
 
     ``key_value`` defaults to ``query`` (self-attention); pass another sequence for
-    cross-attention.
+    cross-attention. ``n_kv_heads`` below ``n_heads`` shares each key/value head among
+    ``n_heads // n_kv_heads`` query heads (grouped-query attention: a smaller K/V projection).
+    ``rotation`` acts on q and k after the split into heads (rotary positions); by default none.
     """
 
     def __init__(
@@ -81,6 +100,9 @@ class MultiHeadAttention(nn.Module):
         n_heads: int,
         dropout: float = 0.0,
         impl: AttentionImpl = "sdpa",
+        *,
+        n_kv_heads: int | None = None,
+        rotation: nn.Module | None = None,
     ) -> None:
         super().__init__()
         if d_model % n_heads != 0:
@@ -88,27 +110,38 @@ class MultiHeadAttention(nn.Module):
                 f"d_model ({d_model}) must be divisible by n_heads ({n_heads}); "
                 f"pick n_heads among the divisors of d_model"
             )
+        n_kv_heads = n_heads if n_kv_heads is None else n_kv_heads
+        if n_kv_heads < 1 or n_heads % n_kv_heads != 0:
+            raise ValueError(
+                f"n_kv_heads ({n_kv_heads}) must divide n_heads ({n_heads}); "
+                f"pick n_kv_heads among the divisors of n_heads"
+            )
         self.n_heads = n_heads
+        self.n_kv_heads = n_kv_heads
         self.head_dim = d_model // n_heads
         self.dropout = dropout
         self.impl = impl
+        self.rotation = NoRotation() if rotation is None else rotation
         self.q_proj = nn.Linear(d_model, d_model)
-        self.k_proj = nn.Linear(d_model, d_model)
-        self.v_proj = nn.Linear(d_model, d_model)
+        self.k_proj = nn.Linear(d_model, n_kv_heads * self.head_dim)
+        self.v_proj = nn.Linear(d_model, n_kv_heads * self.head_dim)
         self.out_proj = nn.Linear(d_model, d_model)
 
-    def _split(self, x: Tensor) -> Tensor:
+    def _split(self, x: Tensor, heads: int) -> Tensor:
         b, t, _ = x.shape
-        return x.view(b, t, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, Dh)
+        return x.view(b, t, heads, self.head_dim).transpose(1, 2)  # (B, heads, T, Dh)
 
     def forward(
         self, query: Tensor, key_value: Tensor | None = None, bias: Tensor | None = None
     ) -> Tensor:
         kv = query if key_value is None else key_value
         b, tq, d = query.shape  # (B, Tq, D)
-        q = self._split(self.q_proj(query))  # (B, H, Tq, Dh)
-        k = self._split(self.k_proj(kv))  # (B, H, Tk, Dh)
-        v = self._split(self.v_proj(kv))  # (B, H, Tk, Dh)
+        q = self._split(self.q_proj(query), self.n_heads)  # (B, H, Tq, Dh)
+        k = self._split(self.k_proj(kv), self.n_kv_heads)  # (B, Hkv, Tk, Dh)
+        v = self._split(self.v_proj(kv), self.n_kv_heads)  # (B, Hkv, Tk, Dh)
+        q, k = self.rotation(q, k)  # same shapes
+        groups = self.n_heads // self.n_kv_heads
+        k, v = repeat_kv(k, groups), repeat_kv(v, groups)  # (B, H, Tk, Dh)
         p = self.dropout if self.training else 0.0
         y = ATTENTION[self.impl](q, k, v, bias, p)  # (B, H, Tq, Dh)
         y = y.transpose(1, 2).reshape(b, tq, d)  # (B, Tq, D)

@@ -1,4 +1,4 @@
-"""Position-wise feed-forward and the encoder layer (attention → add & norm → FFN → add & norm)."""
+"""The encoder layer: attention → add & norm → feed-forward → add & norm, parts from the config."""
 
 from __future__ import annotations
 
@@ -6,19 +6,9 @@ from torch import Tensor, nn
 
 from .attention import MultiHeadAttention
 from .config import EncoderConfig
-
-ACTIVATIONS: dict[str, type[nn.Module]] = {"gelu": nn.GELU, "relu": nn.ReLU}
-
-
-class FeedForward(nn.Module):
-    def __init__(self, config: EncoderConfig) -> None:
-        super().__init__()
-        self.up = nn.Linear(config.d_model, config.d_ff)
-        self.act = ACTIVATIONS[config.activation]()
-        self.down = nn.Linear(config.d_ff, config.d_model)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.down(self.act(self.up(x)))  # (B, T, D) -> (B, T, F) -> (B, T, D)
+from .feedforward import make_feed_forward
+from .norms import make_norm
+from .positions import make_rotation
 
 
 class EncoderLayer(nn.Module):
@@ -28,11 +18,16 @@ class EncoderLayer(nn.Module):
         super().__init__()
         self.pre_norm = config.norm == "pre"
         self.attention = MultiHeadAttention(
-            config.d_model, config.n_heads, config.attention_dropout, config.attention
+            config.d_model,
+            config.n_heads,
+            config.attention_dropout,
+            config.attention,
+            n_kv_heads=config.n_kv_heads,
+            rotation=make_rotation(config),
         )
-        self.norm1 = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
-        self.ffn = FeedForward(config)
-        self.norm2 = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
+        self.norm1 = make_norm(config)
+        self.ffn = make_feed_forward(config)
+        self.norm2 = make_norm(config)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: Tensor, bias: Tensor | None = None) -> Tensor:  # x: (B, T, D)

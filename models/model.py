@@ -8,6 +8,7 @@ from .attention import attention_bias
 from .config import EncoderConfig
 from .embeddings import Embeddings
 from .layers import EncoderLayer
+from .norms import make_norm
 from .pooling import pool
 
 
@@ -17,12 +18,8 @@ class SentenceEncoder(nn.Module):
         self.config = config
         self.embeddings = Embeddings(config)
         self.layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.n_layers))
-        # Pre-norm stacks leave the residual stream un-normalised; close it with one LayerNorm.
-        self.final_norm = (
-            nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
-            if config.norm == "pre"
-            else nn.Identity()
-        )
+        # Pre-norm stacks leave the residual stream un-normalised; close it with one norm.
+        self.final_norm = make_norm(config) if config.norm == "pre" else nn.Identity()
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
         """(B, T) int64 ids and mask -> token embeddings (B, T, D), sentence embedding (B, D)."""
@@ -35,7 +32,8 @@ class SentenceEncoder(nn.Module):
 
 
 def init_weights(module: nn.Module, std: float = 0.02) -> None:
-    """BERT's initialisation: N(0, 0.02) weights, zero biases, unit LayerNorm."""
+    """BERT's initialisation: N(0, 0.02) weights, zero biases, unit LayerNorm (RMSNorm starts
+    at one by construction)."""
     if isinstance(module, nn.Linear | nn.Embedding):
         nn.init.normal_(module.weight, mean=0.0, std=std)
     if isinstance(module, nn.Linear) and module.bias is not None:

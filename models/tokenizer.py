@@ -10,6 +10,8 @@ import numpy as np
 from tokenizers import Encoding
 from tokenizers import Tokenizer as HFTokenizer
 
+from common.arrays import pad
+
 TruncationSide = Literal["right", "left"]
 # A truncated input is tokenized from a window of its text: first ``limit × CHARS_PER_TOKEN``
 # characters (English runs ~4.5 per token), growing ×4 while the kept tokens may still depend on
@@ -157,13 +159,8 @@ class Tokenizer:
 
     def pad(self, sequences: list[list[int]]) -> EncodedBatch:
         """Right-pad token id lists to the longest one."""
-        lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
-        width = int(lengths.max()) if len(sequences) else 0
-        input_ids = np.full((len(sequences), width), self.pad_id, dtype=np.int64)
-        for row, ids in zip(input_ids, sequences, strict=True):
-            row[: len(ids)] = ids
-        attention_mask = (np.arange(width)[None, :] < lengths[:, None]).astype(np.int64)
-        return EncodedBatch(input_ids, attention_mask, lengths)
+        input_ids, attention_mask = pad(sequences, self.pad_id)  # (B, T) each
+        return EncodedBatch(input_ids, attention_mask, lengths=attention_mask.sum(axis=1))
 
     def encode(self, texts: list[str], side: TruncationSide = "right") -> EncodedBatch:
         return self.pad(self.tokenize(texts, truncate=True, side=side))

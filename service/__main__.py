@@ -16,11 +16,19 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import ValidationError
 
-from .settings import DEFAULT_ARTIFACT, ServiceSettings, load_settings
+from .settings import (
+    DEFAULT_ARTIFACT,
+    BackendName,
+    Device,
+    Ingress,
+    Precision,
+    ServiceSettings,
+    load_settings,
+)
 
 log = logging.getLogger("embedserve")
 # How often the launcher asks the Serve controller whether the application is up (Ray's own
@@ -45,12 +53,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[Path | None, dict[str, An
     )
     p.add_argument("--host")
     p.add_argument("--port", type=int)
-    p.add_argument(
-        "--ingress", choices=["haproxy", "proxy"], help="HAProxy (default) or Ray's proxy"
-    )
-    p.add_argument("--backend", choices=["auto", "onnxruntime", "openvino", "torch"])
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16", "int8"])
-    p.add_argument("--device", choices=["cpu", "cuda"])
+    p.add_argument("--ingress", choices=get_args(Ingress), help="HAProxy (default) or Ray's proxy")
+    p.add_argument("--backend", choices=get_args(BackendName))
+    p.add_argument("--precision", choices=get_args(Precision))
+    p.add_argument("--device", choices=get_args(Device))
     p.add_argument("--num-replicas", type=int)
     p.add_argument("--num-cpus", type=float, help="CPU budget per replica (its runtime threads)")
     p.add_argument("--num-gpus", type=float)

@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from fastapi import FastAPI
 from ray import serve
 from ray.serve import Application
 
@@ -20,28 +21,29 @@ from .settings import BatchingConfig, ServiceSettings, load_settings
 @serve.ingress()
 class EmbeddingServer:
     def __init__(self, settings: dict[str, Any]) -> None:
-        from .engine import Embedder  # imported in the replica, after its env is set
+        from .engine import Registry  # in the replica only: the builder needs no runtime
 
-        metrics.clear_dead_processes()
         self.settings = ServiceSettings.model_validate(settings)
-        self.engine = Embedder(self.settings)
+        self.metrics = metrics.init(metrics_folder(self.settings))
+        self.registry = Registry.from_settings(self.settings, self.metrics)
 
-    def __serve_build_asgi_app__(self):
+    def __serve_build_asgi_app__(self) -> FastAPI:
         from .routes import build_api
 
-        return build_api(self.engine)
+        return build_api(self.registry)
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
-        self.engine.reconfigure(BatchingConfig.model_validate(user_config))
+        self.registry.reconfigure(BatchingConfig.model_validate(user_config))
 
     async def check_health(self) -> None:
         # The probe must give up before Ray's check does, so that a slow probe fails the check
         # as itself rather than as a timeout.
-        if not await self.engine.healthy(self.settings.health_check_timeout_s / 2):
+        if not await self.registry.healthy(self.settings.health_check_timeout_s / 2):
             raise RuntimeError("the model did not answer a one-token probe")
 
     def __del__(self) -> None:
-        metrics.mark_process_dead()
+        if hasattr(self, "metrics"):  # not when the constructor failed before it
+            self.metrics.mark_process_dead()
 
 
 ONEDNN_CACHED_PRIMITIVES = 256
@@ -51,10 +53,14 @@ def default_metrics_dir(app_name: str) -> Path:
     return Path(tempfile.gettempdir()) / f"embedserve-metrics-{app_name}"
 
 
+def metrics_folder(settings: ServiceSettings) -> Path:
+    """The prometheus multiprocess folder the replicas of a node share."""
+    return settings.metrics_dir or default_metrics_dir(settings.app_name)
+
+
 def replica_env(settings: ServiceSettings) -> dict[str, str]:
     """Thread budgets and the shared metrics folder, set before a replica imports anything."""
     threads = str(settings.intra_op_threads)
-    metrics_dir = settings.metrics_dir or default_metrics_dir(settings.app_name)
     return {
         "OMP_NUM_THREADS": threads,
         "MKL_NUM_THREADS": threads,
@@ -65,7 +71,8 @@ def replica_env(settings: ServiceSettings) -> dict[str, str]:
         # shape, 1024 by default: with OpenVINO's capped (backends/openvino.py), 300 new
         # shapes still added 44 MiB; with 256, 12 MiB, and the same speed.
         "ONEDNN_PRIMITIVE_CACHE_CAPACITY": str(ONEDNN_CACHED_PRIMITIVES),
-        metrics.MULTIPROC_ENV: str(metrics_dir),
+        # prometheus_client reads it at its import, before metrics.init runs (service.metrics).
+        metrics.MULTIPROC_ENV: str(metrics_folder(settings)),
     }
 
 
@@ -94,7 +101,8 @@ def build_app(args: ServiceSettings) -> Application:
         if args.autoscaling is not None
         else {"num_replicas": args.num_replicas}
     )
-    deployment = EmbeddingServer.options(
+    # Ray's decorator returns a Deployment; its stubs say it returns the class.
+    deployment = EmbeddingServer.options(  # type: ignore[attr-defined]
         **scaling,
         max_ongoing_requests=args.max_ongoing_requests,
         health_check_period_s=args.health_check_period_s,

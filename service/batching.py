@@ -37,14 +37,16 @@ import asyncio
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 
-from .backends.base import Backend
+from common.arrays import pad
+
+from .backends.base import Backend, Output
 from .settings import BatchingConfig
 
 DropReason = Literal["client_gone", "deadline"]
@@ -76,6 +78,7 @@ class Item:
     ids: np.ndarray  # (T,) int64 token ids
     request: Request
     index: int  # its place in the request
+    output: Output  # the backend output it wants
 
 
 @dataclass(slots=True, eq=False)
@@ -85,10 +88,9 @@ class Request:
 
     done: asyncio.Future[list[ItemResult]]
     pending: int  # inputs not yet answered
-    per_token: bool  # per-token output wanted (/embed_all) instead of the pooled vector
     probe: bool = False  # a health probe: runs like any request, kept out of the metrics
     items: deque[Item] = field(default_factory=deque)
-    tokens: int = 0  # real tokens of all its inputs
+    token_count: int = 0  # real tokens of all its inputs
     queued_tokens: int = 0  # real tokens in ``items``
     submitted: float = field(default_factory=time.perf_counter)
     results: list[ItemResult | None] = field(init=False)
@@ -109,7 +111,7 @@ class Request:
 
 @dataclass(slots=True)
 class ItemResult:
-    vector: np.ndarray  # (D,) pooled, or (T, D) per token
+    vector: np.ndarray  # its row of the output: (D,) pooled, or (T, D) per token
     started: float  # when its micro-batch started running
     finished: float
 
@@ -161,17 +163,6 @@ def plan_micro_batches(lengths: list[int], overhead_tokens: int) -> list[tuple[i
     return runs[::-1]
 
 
-def pad(sequences: list[np.ndarray], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """Right-pad 1-D id arrays into ``(B, T)`` ids and mask."""
-    width = max(len(s) for s in sequences)
-    ids = np.full((len(sequences), width), pad_id, dtype=np.int64)
-    mask = np.zeros((len(sequences), width), dtype=np.int64)
-    for row, seq in enumerate(sequences):
-        ids[row, : len(seq)] = seq
-        mask[row, : len(seq)] = 1
-    return ids, mask
-
-
 @dataclass(eq=False)
 class Worker:
     """One inference stream: a backend and the one thread allowed to call it."""
@@ -193,7 +184,7 @@ class TokenBudgetBatcher:
 
     def __init__(
         self,
-        backends: list[Backend],
+        backends: Sequence[Backend],
         config: BatchingConfig,
         pad_id: int,
         on_micro_batch: Callable[[MicroBatchStats], None] | None = None,
@@ -207,6 +198,7 @@ class TokenBudgetBatcher:
         self.workers = [_worker(backend, str(k)) for k, backend in enumerate(backends)]
         # All the threads in one stream: runs a single input alone while every stream is idle.
         self.whole = None if whole is None else _worker(whole, "whole")
+        self._every_worker = (*self.workers, *([self.whole] if self.whole else []))
         self._idle = list(self.workers)
         self._whole_running = False
         self._waiting: dict[Request, None] = {}  # requests with queued inputs, oldest first
@@ -214,6 +206,11 @@ class TokenBudgetBatcher:
         self._timer: asyncio.TimerHandle | None = None
         self._running: set[asyncio.Task[None]] = set()
         self.configure(config)
+
+    def close(self) -> None:
+        """Stop the workers' threads once what they run ends; queued work is not run."""
+        for worker in self._every_worker:
+            worker.thread.shutdown(wait=True, cancel_futures=True)
 
     def configure(self, config: BatchingConfig) -> None:
         """Apply new limits, from the next step on."""
@@ -223,8 +220,8 @@ class TokenBudgetBatcher:
     @property
     def running_since(self) -> float | None:
         """Start of the oldest micro-batch running now; None when every worker is idle."""
-        workers = [*self.workers, *([self.whole] if self.whole else [])]
-        return min((w.running_since for w in workers if w.running_since is not None), default=None)
+        since = (w.running_since for w in self._every_worker if w.running_since is not None)
+        return min(since, default=None)
 
     def stuck(self, stall_s: float) -> bool:
         """Whether a micro-batch has been running for longer than ``stall_s``: a backend that
@@ -239,37 +236,39 @@ class TokenBudgetBatcher:
             return None
         return len(self.workers) * self._ran_tokens / self._ran_seconds
 
-    def expected_wait_s(self, tokens: int) -> float | None:
-        """Seconds of queued work ahead of a new request of ``tokens`` tokens, under fair shares:
-        at most ``tokens`` of every queued request (the module docstring)."""
+    def expected_wait_s(self, token_count: int) -> float | None:
+        """Seconds of queued work ahead of a new request of ``token_count`` tokens, under fair
+        shares: at most ``token_count`` of every queued request (the module docstring)."""
         rate = self.tokens_per_s()
         if rate is None:
             return None
-        return sum(min(r.queued_tokens, tokens) for r in self._waiting) / rate
+        return sum(min(r.queued_tokens, token_count) for r in self._waiting) / rate
 
     def _waiting_tokens(self) -> int:
         """Real tokens of every queued input."""
         return sum(r.queued_tokens for r in self._waiting)
 
-    def admit(self, tokens: int) -> None:
-        """Raise ``QueueFull`` when a request of ``tokens`` tokens should not join the queue."""
+    def admit(self, token_count: int) -> None:
+        """Raise ``QueueFull`` when a request of ``token_count`` tokens should not join the
+        queue."""
         config = self.config
         queued = self._waiting_tokens()
-        if queued and queued + tokens > config.max_queued_tokens:
+        if queued and queued + token_count > config.max_queued_tokens:
             rate = self.tokens_per_s()
             raise QueueFull(queued / rate if rate else 1.0)
-        wait = self.expected_wait_s(tokens)
+        wait = self.expected_wait_s(token_count)
         if wait is not None and wait > config.max_queue_wait_s:
             raise QueueFull(wait - config.max_queue_wait_s)
 
     async def submit(
         self,
         sequences: list[np.ndarray],
-        per_token: bool = False,
+        output: Output = "sentence_embedding",
         deadline: float | None = None,
         probe: bool = False,
     ) -> list[ItemResult]:
-        """Queue one request's inputs; their results come back in the same order.
+        """Queue one request's inputs for the backend's ``output``; their results come back in
+        the same order.
 
         ``deadline`` (``time.perf_counter()`` seconds): inputs still queued then are dropped and
         ``DeadlineExceeded`` raised. Raises ``QueueFull`` without queueing anything (``admit``).
@@ -280,11 +279,11 @@ class TokenBudgetBatcher:
         if deadline is not None and deadline <= time.perf_counter():
             self._count_drop("deadline", len(sequences))
             raise DeadlineExceeded
-        tokens = sum(len(ids) for ids in sequences)
-        self.admit(tokens)
-        request = Request(loop.create_future(), len(sequences), per_token, probe)
-        request.items.extend(Item(ids, request, k) for k, ids in enumerate(sequences))
-        request.tokens = request.queued_tokens = tokens
+        token_count = sum(len(ids) for ids in sequences)
+        self.admit(token_count)
+        request = Request(loop.create_future(), len(sequences), probe)
+        request.items.extend(Item(ids, request, k, output) for k, ids in enumerate(sequences))
+        request.token_count = request.queued_tokens = token_count
         self._waiting[request] = None
         self.queued_inputs += len(sequences)
         expiry = None
@@ -384,7 +383,7 @@ class TokenBudgetBatcher:
         if rate is None:
             return list(self._waiting)
         per_token_s = SLOWDOWN / rate
-        return sorted(self._waiting, key=lambda r: r.submitted + r.tokens * per_token_s)
+        return sorted(self._waiting, key=lambda r: r.submitted + r.token_count * per_token_s)
 
     async def _work(self, worker: Worker, items: list[Item]) -> None:
         loop = asyncio.get_running_loop()
@@ -412,8 +411,9 @@ class TokenBudgetBatcher:
         """On the event loop, as each micro-batch ends: answers, the drain rate, metrics."""
         members, out, stats = ran
         finished = stats.started + stats.seconds
+        per_token = out.ndim == 3  # (B, T, D): each input gets its real tokens' rows
         for row, item in enumerate(members):
-            vector = out[row, : len(item.ids)] if item.request.per_token else out[row]
+            vector = out[row, : len(item.ids)] if per_token else out[row]
             item.request.deliver(item.index, ItemResult(vector, stats.started, finished))
         if stats.real_tokens >= RATE_MIN_TOKENS:
             self._ran_tokens = RATE_DECAY * self._ran_tokens + stats.real_tokens
@@ -427,10 +427,9 @@ class TokenBudgetBatcher:
         """On the worker's thread: sort, cut, run; publish each micro-batch's outputs as the
         next one starts, and return the last (``_work`` answers it)."""
         done: MicroBatch | None = None
-        for per_token in (False, True):
+        for output in dict.fromkeys(item.output for item in items):  # a backend call per output
             group = sorted(
-                (item for item in items if item.request.per_token == per_token),
-                key=lambda item: len(item.ids),
+                (item for item in items if item.output == output), key=lambda item: len(item.ids)
             )
             lengths = [len(item.ids) for item in group]
             for start, end in plan_micro_batches(lengths, self.config.micro_batch_overhead_tokens):
@@ -439,9 +438,8 @@ class TokenBudgetBatcher:
                 members = group[start:end]
                 ids, mask = pad([item.ids for item in members], self.pad_id)
                 began = worker.running_since = time.perf_counter()
-                run = worker.backend.run_tokens if per_token else worker.backend.run
                 try:
-                    out = run(ids, mask)
+                    out = worker.backend.run_output(output, ids, mask)
                 finally:
                     worker.running_since = None
                 stats = MicroBatchStats(

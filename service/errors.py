@@ -54,6 +54,7 @@ def dialect_for(path: str) -> str:
 
 
 def error_body(error: ApiError, dialect: str = "openai") -> bytes:
+    body: dict[str, object]
     if dialect == "tei":
         body = {"error": error.message, "error_type": _TEI_TYPES.get(error.status, "Validation")}
     else:

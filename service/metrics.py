@@ -1,13 +1,22 @@
-"""Prometheus metrics of the service, defined once with explicit buckets.
+"""Prometheus metrics of the service, defined once with explicit buckets, created by ``init``.
 
-Replicas are separate processes. With ``PROMETHEUS_MULTIPROC_DIR`` set (the launcher sets it for
-every replica of a node) each process writes its samples to that folder and ``/metrics`` on any
-replica exposes the sum, so counts are exact whichever replica answers the scrape.
+Replicas are separate processes. A replica calls ``init(folder)`` with the folder its node's
+replicas share: each process writes its samples there and ``/metrics`` on any replica exposes
+the sum, so counts are exact whichever replica answers the scrape. An in-process app (tests)
+calls ``init(None)`` and gets metrics of its own, in a registry of its own, as often as it likes.
+
+Nothing happens at import: prometheus_client picks its value class from
+``PROMETHEUS_MULTIPROC_DIR`` when *it* is imported, and each metric child opens its sample file
+when created, so ``init`` sets the variable, makes the folder and switches the value class
+before it creates a metric.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from functools import partial
 from pathlib import Path
 from typing import get_args
 
@@ -19,14 +28,13 @@ from prometheus_client import (
     Histogram,
     generate_latest,
     multiprocess,
+    values,
 )
+from prometheus_client.metrics import MetricWrapperBase
 
 from .batching import DropReason, MicroBatchStats
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-if os.environ.get(MULTIPROC_ENV):
-    # Metrics below open their sample files at import; a replica on a fresh node makes the folder.
-    Path(os.environ[MULTIPROC_ENV]).mkdir(parents=True, exist_ok=True)
 
 # Seconds: from sub-millisecond tokenization to multi-second overloaded requests.
 LATENCY_BUCKETS = (
@@ -36,92 +44,198 @@ LATENCY_BUCKETS = (
 COUNT_BUCKETS = (1, 2, 4, 8, 16, 32, 48, 64, 96, 128, 256, 512, 1024, 2048)
 TOKEN_BUCKETS = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536)
 RATIO_BUCKETS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 0.9, 1.0)
-
-REQUEST_DURATION = Histogram(
-    "embedserve_request_duration_seconds",
-    "Time from request received to response ready.",
-    ["route", "status"],
-    buckets=LATENCY_BUCKETS,
-)
-QUEUE_DURATION = Histogram(
-    "embedserve_queue_duration_seconds",
-    "Time a request's inputs waited before their first micro-batch ran.",
-    buckets=LATENCY_BUCKETS,
-)
-TOKENIZE_DURATION = Histogram(
-    "embedserve_tokenize_duration_seconds",
-    "Time spent tokenizing a request.",
-    buckets=LATENCY_BUCKETS,
-)
-INFERENCE_DURATION = Histogram(
-    "embedserve_inference_duration_seconds",
-    "Time from a request's first micro-batch start to its last micro-batch end.",
-    buckets=LATENCY_BUCKETS,
-)
-BATCH_SIZE = Histogram(
-    "embedserve_batch_size", "Inputs per executed micro-batch.", buckets=COUNT_BUCKETS
-)
-BATCH_TOKENS = Histogram(
-    "embedserve_batch_tokens",
-    "Padded tokens (inputs × longest) per executed micro-batch.",
-    buckets=TOKEN_BUCKETS,
-)
-PADDING_RATIO = Histogram(
-    "embedserve_padding_ratio",
-    "Share of a micro-batch's computed tokens that were padding.",
-    buckets=RATIO_BUCKETS,
-)
-REQUEST_INPUTS = Histogram(
-    "embedserve_request_inputs", "Inputs per request.", buckets=COUNT_BUCKETS
-)
-REQUESTS = Counter("embedserve_requests_total", "Requests answered.", ["route", "status"])
-INPUT_TOKENS = Counter("embedserve_input_tokens_total", "Real tokens of all inputs embedded.")
-DROPPED_INPUTS = Counter(
-    "embedserve_dropped_inputs_total",
-    "Queued inputs dropped before inference: their client went away, or their deadline passed.",
-    ["reason"],
-)
-for _reason in get_args(DropReason):  # exposed at 0 before the first drop
-    DROPPED_INPUTS.labels(_reason)
-QUEUE_DEPTH = Gauge(
-    "embedserve_queue_depth",
-    "Inputs waiting in or running through the batcher.",
-    multiprocess_mode="livesum",
-)
+STAGE = ["model", "task"]  # labels of a pipeline's metrics
 
 
-def observe_micro_batch(stats: MicroBatchStats) -> None:
-    BATCH_SIZE.observe(stats.inputs)
-    BATCH_TOKENS.observe(stats.padded_tokens)
-    PADDING_RATIO.observe(1.0 - stats.real_tokens / stats.padded_tokens)
+@dataclass(frozen=True, slots=True)
+class StageMetrics:
+    """One (model, task) pipeline's children, labelled once so a request pays no lookup."""
+
+    tokenize: Histogram
+    queue: Histogram
+    inference: Histogram
+    request_inputs: Histogram
+    input_tokens: Counter
+    queue_depth: Gauge  # the model's: its tasks share one batcher
 
 
-def observe_dropped(reason: DropReason, inputs: int) -> None:
-    DROPPED_INPUTS.labels(reason).inc(inputs)
+@dataclass(frozen=True)
+class Metrics:
+    """Every metric of a replica (``all``), and the few ways the service records them."""
 
+    folder: Path | None  # the shared multiprocess folder, or None
+    registry: CollectorRegistry | None  # where the metrics are without a folder
+    request_duration: Histogram
+    queue_duration: Histogram
+    tokenize_duration: Histogram
+    inference_duration: Histogram
+    batch_size: Histogram
+    batch_tokens: Histogram
+    padding_ratio: Histogram
+    request_inputs: Histogram
+    requests: Counter
+    input_tokens: Counter
+    dropped_inputs: Counter
+    queue_depth: Gauge
 
-def observe_request(route: str, status: int, seconds: float) -> None:
-    REQUESTS.labels(route, str(status)).inc()
-    REQUEST_DURATION.labels(route, str(status)).observe(seconds)
+    def all(self) -> tuple[MetricWrapperBase, ...]:
+        """Every metric object, for whoever needs their names (the dashboard's test)."""
+        return tuple(
+            value
+            for f in fields(self)
+            if isinstance(value := getattr(self, f.name), MetricWrapperBase)
+        )
 
+    def stage(self, model: str, task: str) -> StageMetrics:
+        return StageMetrics(
+            self.tokenize_duration.labels(model, task),
+            self.queue_duration.labels(model, task),
+            self.inference_duration.labels(model, task),
+            self.request_inputs.labels(model, task),
+            self.input_tokens.labels(model, task),
+            self.queue_depth.labels(model),
+        )
 
-def exposition() -> tuple[bytes, str]:
-    """The text format of every replica's samples (or this process's, without a shared folder)."""
-    if os.environ.get(MULTIPROC_ENV):
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+    def micro_batch_observer(self, model: str) -> Callable[[MicroBatchStats], None]:
+        return partial(
+            _observe_micro_batch,
+            self.batch_size.labels(model),
+            self.batch_tokens.labels(model),
+            self.padding_ratio.labels(model),
+        )
+
+    def drop_observer(self, model: str) -> Callable[[DropReason, int], None]:
+        children = {
+            reason: self.dropped_inputs.labels(model, reason) for reason in get_args(DropReason)
+        }
+        return lambda reason, inputs: children[reason].inc(inputs)  # all exposed at 0 from now
+
+    def observe_request(self, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(route, str(status)).inc()
+        self.request_duration.labels(route, str(status)).observe(seconds)
+
+    def exposition(self) -> tuple[bytes, str]:
+        """The text format of every replica's samples (or this process's, without a folder)."""
+        registry = self.registry
+        if registry is None:
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry, path=str(self.folder))
         return generate_latest(registry), CONTENT_TYPE_LATEST
-    from prometheus_client import REGISTRY
 
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+    def mark_process_dead(self) -> None:
+        """Drop this process's live gauges from the shared folder when a replica stops."""
+        if self.folder is not None:
+            multiprocess.mark_process_dead(os.getpid(), path=str(self.folder))
 
 
-def clear_dead_processes() -> None:
+def _observe_micro_batch(
+    size: Histogram, padded: Histogram, padding: Histogram, stats: MicroBatchStats
+) -> None:
+    size.observe(stats.inputs)
+    padded.observe(stats.padded_tokens)
+    padding.observe(1.0 - stats.real_tokens / stats.padded_tokens)
+
+
+def init(folder: Path | None) -> Metrics:
+    """Create the metrics: written to ``folder`` for every replica of the node to expose, or,
+    with None, kept in a registry of their own (call it again for a fresh set)."""
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        clear_dead_processes(folder)
+        os.environ[MULTIPROC_ENV] = str(folder)  # where each sample file opens (values.py)
+    shared = folder is not None
+    if values.ValueClass._multiprocess != shared:  # chosen at prometheus_client's import
+        values.ValueClass = values.MultiProcessValue() if shared else values.MutexValue
+    # Multiprocess samples are collected from the folder, never from a registry.
+    into = None if shared else CollectorRegistry()
+    return Metrics(
+        folder,
+        into,
+        Histogram(
+            "embedserve_request_duration_seconds",
+            "Time from request received to response ready.",
+            ["route", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=into,
+        ),
+        Histogram(
+            "embedserve_queue_duration_seconds",
+            "Time a request's inputs waited before their first micro-batch ran.",
+            STAGE,
+            buckets=LATENCY_BUCKETS,
+            registry=into,
+        ),
+        Histogram(
+            "embedserve_tokenize_duration_seconds",
+            "Time spent tokenizing a request.",
+            STAGE,
+            buckets=LATENCY_BUCKETS,
+            registry=into,
+        ),
+        Histogram(
+            "embedserve_inference_duration_seconds",
+            "Time from a request's first micro-batch start to its last micro-batch end.",
+            STAGE,
+            buckets=LATENCY_BUCKETS,
+            registry=into,
+        ),
+        Histogram(
+            "embedserve_batch_size",
+            "Inputs per executed micro-batch.",
+            ["model"],
+            buckets=COUNT_BUCKETS,
+            registry=into,
+        ),
+        Histogram(
+            "embedserve_batch_tokens",
+            "Padded tokens (inputs × longest) per executed micro-batch.",
+            ["model"],
+            buckets=TOKEN_BUCKETS,
+            registry=into,
+        ),
+        Histogram(
+            "embedserve_padding_ratio",
+            "Share of a micro-batch's computed tokens that were padding.",
+            ["model"],
+            buckets=RATIO_BUCKETS,
+            registry=into,
+        ),
+        Histogram(
+            "embedserve_request_inputs",
+            "Inputs per request.",
+            STAGE,
+            buckets=COUNT_BUCKETS,
+            registry=into,
+        ),
+        Counter(
+            "embedserve_requests_total", "Requests answered.", ["route", "status"], registry=into
+        ),
+        Counter(
+            "embedserve_input_tokens_total",
+            "Real tokens of all inputs embedded.",
+            STAGE,
+            registry=into,
+        ),
+        Counter(
+            "embedserve_dropped_inputs_total",
+            "Queued inputs dropped before inference: their client went away, or their deadline "
+            "passed.",
+            ["model", "reason"],
+            registry=into,
+        ),
+        Gauge(
+            "embedserve_queue_depth",
+            "Inputs waiting in or running through the batcher.",
+            ["model"],
+            multiprocess_mode="livesum",
+            registry=into,
+        ),
+    )
+
+
+def clear_dead_processes(folder: Path) -> None:
     """Drop samples left in the shared folder by processes that are gone (an earlier run)."""
-    folder = os.environ.get(MULTIPROC_ENV)
-    if not folder:
-        return
-    for path in Path(folder).glob("*.db"):
+    for path in folder.glob("*.db"):
         pid = path.stem.rsplit("_", 1)[-1]
         if pid.isdigit() and not _alive(int(pid)):
             path.unlink(missing_ok=True)
@@ -135,9 +249,3 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def mark_process_dead() -> None:
-    """Drop this process's live gauges from the shared folder when a replica stops."""
-    if os.environ.get(MULTIPROC_ENV):
-        multiprocess.mark_process_dead(os.getpid())

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 from pydantic import (
     BaseModel,
@@ -269,7 +269,7 @@ def request_components(
         ref_template="#/components/schemas/{model}",
     )
     return (
-        {model: ref for (model, _), ref in refs.items()},
+        {cast("type[BaseModel]", model): ref for (model, _), ref in refs.items()},
         bind_limits(defs.get("$defs", {}), limits),
     )
 
@@ -350,15 +350,16 @@ def complete_openapi(api: FastAPI, components: dict[str, Any], secured: bool) ->
     generate = api.openapi
 
     def openapi() -> dict[str, Any]:
-        if api.openapi_schema is None:
-            document = generate()
-            schemas = document.setdefault("components", {}).setdefault("schemas", {})
-            if clash := schemas.keys() & components.keys():
-                raise RuntimeError(f"request and response schemas share names: {sorted(clash)}")
-            schemas.update(components)
-            if secured:
-                scheme = {"type": "http", "scheme": "bearer", "description": "an API key"}
-                document["components"]["securitySchemes"] = {BEARER: scheme}
-        return api.openapi_schema
+        if api.openapi_schema is not None:
+            return api.openapi_schema
+        document = generate()  # kept as api.openapi_schema: completed here once
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        if clash := schemas.keys() & components.keys():
+            raise RuntimeError(f"request and response schemas share names: {sorted(clash)}")
+        schemas.update(components)
+        if secured:
+            scheme = {"type": "http", "scheme": "bearer", "description": "an API key"}
+            document["components"]["securitySchemes"] = {BEARER: scheme}
+        return document
 
     api.openapi = openapi  # type: ignore[method-assign]

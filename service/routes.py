@@ -1,4 +1,9 @@
-"""The HTTP API over an :class:`Embedder`: OpenAI- and TEI-compatible routes, health, metrics.
+"""The HTTP API over a :class:`Registry`: OpenAI- and TEI-compatible routes, health, metrics.
+
+HTTP only: a handler parses the body, looks up the (model, task) pipeline, calls it and renders
+the answer in its dialect; checks, batching and stage metrics are behind the pipeline
+(``service.tasks``). ``endpoint`` wraps every handler once: auth, request id, deadline, errors
+in the route's dialect, the per-request metrics.
 
 Handlers take the raw ``Request``: bodies are read by ``service.bodies`` (bounded, decoded, parsed
 with orjson, validated with strict pydantic models) so every client mistake becomes a JSON error
@@ -15,26 +20,25 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
-import numpy as np
 import orjson
 from fastapi import FastAPI, Request
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from . import metrics
 from .bodies import parse
-from .engine import Embedded, Embedder
+from .engine import Registry
 from .errors import ApiError, dialect_for, render
 from .ingress import active_ingress
+from .model import Result
 from .protocol import (
     BODY_ERRORS,
     DEADLINE_HEADER,
     METRICS_RESPONSE,
     HealthResponse,
     InfoResponse,
-    Limit,
     ModelList,
     OpenAIEmbeddingRequest,
     OpenAIEmbeddingResponse,
@@ -48,10 +52,13 @@ from .protocol import (
     request_components,
     route_docs,
 )
+from .tasks import Task, TaskRequest, token_details
 
 log = logging.getLogger(__name__)
-Handler = Callable[[Request], Awaitable[tuple[Any, dict[str, str]]]]
+Answer = tuple[Any, dict[str, str]]  # the JSON body and extra headers of a 200
+Handler = Callable[[Request], Awaitable[Answer]]
 JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+TEI_ERRORS = (*BODY_ERRORS, 401, 429, 503, 504)
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -74,257 +81,215 @@ def deadline(request: Request, start: float, default_s: float | None) -> float |
     return None if timeout_s is None else start + timeout_s
 
 
-def check_inputs(count: int, max_inputs: int) -> None:
-    if count == 0:
-        raise ApiError(400, "input must not be empty", "input", "empty_input")
-    if count > max_inputs:
-        raise ApiError(
-            413, f"{count} inputs; at most {max_inputs} per request", "input", "too_many_inputs"
-        )
-
-
-def check_texts(texts: list[str]) -> None:
-    for index, text in enumerate(texts):
-        if not text:
-            raise ApiError(400, f"input[{index}] is an empty string", "input", "empty_input")
-
-
-def check_dimensions(dimensions: int | None, dim: int) -> None:
-    """Refuse a ``dimensions`` the model cannot give before any inference is spent on it."""
-    if dimensions is not None and dimensions > dim:
-        raise ApiError(
-            400, f"dimensions must be between 1 and {dim}", "dimensions", "invalid_dimensions"
-        )
-
-
-def finish(vectors: np.ndarray, normalize: bool, dimensions: int | None) -> np.ndarray:
-    """``(n, D)`` pooled vectors → optionally cut to ``dimensions``, then unit length."""
-    if dimensions is not None:
-        vectors = vectors[:, :dimensions]
-    if normalize:
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        vectors = vectors / np.maximum(norms, 1e-12)
-    return np.ascontiguousarray(vectors, dtype=np.float32)
-
-
-def timing_headers(result: Embedded) -> dict[str, str]:
+def timing_headers(result: Result[Any]) -> dict[str, str]:
     return {
         "x-queue-time-ms": f"{result.queue_s * 1000:.3f}",
         "x-inference-time-ms": f"{result.inference_s * 1000:.3f}",
-        "x-total-tokens": str(result.tokens),
+        "x-total-tokens": str(result.token_count),
     }
 
 
-def build_api(engine: Embedder) -> FastAPI:
-    settings = engine.settings
-    keys = [k.get_secret_value().encode() for k in settings.api_keys]
-    served_names = {engine.model_name, engine.artifact.config.model_name}
-    api = FastAPI(title="embedserve", version="0.1.0", docs_url="/docs", redoc_url=None)
-    limits: dict[Limit, int] = {
-        "vocabulary": engine.vocab_size - 1,
-        "dimension": engine.dimension,
-        "inputs": settings.max_inputs,
-    }
-    bodies, components = request_components(limits)
-    secured = bool(keys)
-    complete_openapi(api, components, secured)
+def batch_of(value: str | list[str] | list[int] | list[list[int]]) -> list[str] | list[list[int]]:
+    """OpenAI's ``input`` as a list of inputs: one text or one token list is a batch of one."""
+    if isinstance(value, str):
+        return [value]
+    if value and isinstance(value[0], int):
+        return [cast("list[int]", value)]
+    return cast("list[str] | list[list[int]]", value)
 
-    def authorized(request: Request) -> bool:
-        if not keys:
+
+def openai_embeddings_body(result: Result[Any], model: str, base64_floats: bool) -> Any:
+    vectors = result.outputs  # (n, D) float32
+    if base64_floats:
+        items = [base64.b64encode(v.astype("<f4").tobytes()).decode() for v in vectors]
+    else:
+        items = list(vectors)
+    return {
+        "object": "list",
+        "data": [{"object": "embedding", "index": i, "embedding": e} for i, e in enumerate(items)],
+        "model": model,
+        "usage": {"prompt_tokens": result.token_count, "total_tokens": result.token_count},
+    }
+
+
+class Api:
+    """The handlers over one registry; ``endpoint`` turns each into a route."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self.settings = registry.settings
+        self.keys = [k.get_secret_value().encode() for k in self.settings.api_keys]
+
+    def authorized(self, request: Request) -> bool:
+        if not self.keys:
             return True
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         given = token.strip().encode() if scheme.lower() == "bearer" else b""
         # Compare against every key, so timing does not tell which (or whether one) matched.
-        matches = [hmac.compare_digest(given, key) for key in keys]
+        matches = [hmac.compare_digest(given, key) for key in self.keys]
         return any(matches)
 
-    def endpoint(route: str, dialect: str, *, public: bool = False):
-        """Wrap a handler: auth, request id, errors in the route's dialect, metrics, headers."""
+    def endpoint(
+        self, route: str, dialect: str, handler: Handler, public: bool = False
+    ) -> Callable[[Request], Awaitable[Response]]:
+        """``handler`` with auth, request id, deadline, errors in the route's dialect, metrics."""
+        observe = self.registry.metrics.observe_request
+        timeout_s = self.settings.request_timeout_s
 
-        def wrap(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-            async def run(request: Request) -> Response:
-                start = time.perf_counter()
-                # Ray's proxy sets x-request-id on the request and echoes it in the response;
-                # only a request that arrives without one gets an id (and the header) from us.
-                upstream_id = request.headers.get("x-request-id")
-                request_id = upstream_id or uuid.uuid4().hex
-                try:
-                    if not public and not authorized(request):
-                        raise ApiError(
-                            401,
-                            "missing or invalid API key (Authorization: Bearer <key>)",
-                            code="invalid_api_key",
-                            headers={"WWW-Authenticate": "Bearer"},
-                        )
-                    request.state.deadline = deadline(request, start, settings.request_timeout_s)
-                    body, headers = await handler(request)
-                    response = json_response(body, headers=headers)
-                except ApiError as error:
-                    response = render(error, dialect)
-                except Exception:
-                    log.exception("request %s failed", request_id)
-                    response = render(ApiError(500, "internal error; see the server log"), dialect)
-                if upstream_id is None:
-                    response.headers["x-request-id"] = request_id
-                metrics.observe_request(route, response.status_code, time.perf_counter() - start)
-                return response
+        async def run(request: Request) -> Response:
+            start = time.perf_counter()
+            # Ray's proxy sets x-request-id on the request and echoes it in the response; only
+            # a request that arrives without one gets an id (and the header) from us.
+            upstream_id = request.headers.get("x-request-id")
+            request_id = upstream_id or uuid.uuid4().hex
+            try:
+                if not public and not self.authorized(request):
+                    raise ApiError(
+                        401,
+                        "missing or invalid API key (Authorization: Bearer <key>)",
+                        code="invalid_api_key",
+                        headers={"WWW-Authenticate": "Bearer"},
+                    )
+                request.state.deadline = deadline(request, start, timeout_s)
+                body, headers = await handler(request)
+                response = json_response(body, headers=headers)
+            except ApiError as error:
+                response = render(error, dialect)
+            except Exception:
+                log.exception("request %s failed", request_id)
+                response = render(ApiError(500, "internal error; see the server log"), dialect)
+            if upstream_id is None:
+                response.headers["x-request-id"] = request_id
+            observe(route, response.status_code, time.perf_counter() - start)
+            return response
 
-            run.__name__ = handler.__name__
-            run.__doc__ = handler.__doc__  # the operation's description in /openapi.json
-            return run
+        run.__name__ = handler.__name__
+        run.__doc__ = handler.__doc__  # the operation's description in /openapi.json
+        return run
 
-        return wrap
-
-    async def embed_texts_or_ids(
-        request: Request,
-        inputs: list[str] | list[list[int]],
-        truncate: bool,
-        side: str,
-        per_token: bool,
-    ) -> Embedded:
-        check_inputs(len(inputs), settings.max_inputs)
-        t0 = time.perf_counter()
-        if isinstance(inputs[0], str):
-            check_texts(inputs)  # type: ignore[arg-type]
-            sequences = await engine.tokenize(inputs, truncate, side)  # type: ignore[arg-type]
-        else:
-            sequences = engine.token_ids(inputs, truncate, side)  # type: ignore[arg-type]
-        metrics.TOKENIZE_DURATION.observe(time.perf_counter() - t0)
-        metrics.REQUEST_INPUTS.observe(len(sequences))
-        result = await engine.embed(sequences, per_token, request.state.deadline)
-        metrics.QUEUE_DURATION.observe(result.queue_s)
-        metrics.INFERENCE_DURATION.observe(result.inference_s)
-        metrics.INPUT_TOKENS.inc(result.tokens)
-        return result
-
-    @api.post(
-        "/v1/embeddings",
-        **route_docs("openai", OpenAIEmbeddingResponse, (*BODY_ERRORS, 401, 404, 429, 503, 504),
-                     secured=secured, body=bodies[OpenAIEmbeddingRequest], deadline=True),
-    )  # fmt: skip
-    @endpoint("/v1/embeddings", "openai")
-    async def openai_embeddings(request: Request) -> tuple[Any, dict[str, str]]:
+    async def openai_embeddings(self, request: Request) -> Answer:
         """Embeddings of texts or token ids, as OpenAI's API answers them (unit length)."""
-        req = await parse(request, OpenAIEmbeddingRequest, settings.max_body_bytes)
-        if req.model is not None and req.model not in served_names:
-            raise ApiError(
-                404, f"the requested model is not served here; use {engine.model_name!r}",
-                "model", "model_not_found",
+        req = await parse(request, OpenAIEmbeddingRequest, self.settings.max_body_bytes)
+        pipeline = self.registry.lookup(req.model, "embed")
+        task = TaskRequest(
+            batch_of(req.input),
+            self.settings.truncate,
+            dimensions=req.dimensions,
+            deadline=request.state.deadline,
+        )
+        result = await pipeline(task)
+        body = openai_embeddings_body(result, pipeline.model.name, req.encoding_format == "base64")
+        return body, timing_headers(result)
+
+    async def tei_embed(self, request: Request, task: Task) -> Answer:
+        req = await parse(request, TeiEmbedRequest, self.settings.max_body_bytes)
+        texts = [req.inputs] if isinstance(req.inputs, str) else req.inputs
+        truncate = self.settings.truncate if req.truncate is None else req.truncate
+        pipeline = self.registry.lookup(None, task)
+        result = await pipeline(
+            TaskRequest(
+                texts,
+                truncate,
+                req.truncation_direction,
+                req.normalize,
+                deadline=request.state.deadline,
             )  # fmt: skip
-        check_dimensions(req.dimensions, engine.dimension)
-        inputs = req.input
-        if isinstance(inputs, str) or (inputs and isinstance(inputs[0], int)):
-            inputs = [inputs]
-        result = await embed_texts_or_ids(
-            request, inputs, settings.truncate, "right", per_token=False
         )
-        vectors = finish(np.stack(result.vectors), True, req.dimensions)
-        if req.encoding_format == "base64":
-            items = [base64.b64encode(v.astype("<f4").tobytes()).decode() for v in vectors]
-        else:
-            items = list(vectors)
-        body = {
-            "object": "list",
-            "data": [
-                {"object": "embedding", "index": i, "embedding": e} for i, e in enumerate(items)
-            ],
-            "model": engine.model_name,
-            "usage": {"prompt_tokens": result.tokens, "total_tokens": result.tokens},
-        }
-        return body, timing_headers(result)
+        return result.outputs, timing_headers(result)
 
-    async def tei_embed(request: Request, per_token: bool) -> tuple[Any, dict[str, str]]:
-        req = await parse(request, TeiEmbedRequest, settings.max_body_bytes)
-        texts = [req.inputs] if isinstance(req.inputs, str) else req.inputs
-        truncate = settings.truncate if req.truncate is None else req.truncate
-        result = await embed_texts_or_ids(
-            request, texts, truncate, req.truncation_direction, per_token
-        )
-        if per_token:
-            body: Any = result.vectors
-        else:
-            body = finish(np.stack(result.vectors), req.normalize, None)
-        return body, timing_headers(result)
-
-    tei_errors = (*BODY_ERRORS, 401, 429, 503, 504)
-
-    @api.post(
-        "/embed",
-        **route_docs("tei", TeiEmbedResponse, tei_errors, secured=secured,
-                     body=bodies[TeiEmbedRequest], deadline=True),
-    )  # fmt: skip
-    @endpoint("/embed", "tei")
-    async def embed(request: Request) -> tuple[Any, dict[str, str]]:
+    async def embed(self, request: Request) -> Answer:
         """One pooled vector per input, as text-embeddings-inference answers them."""
-        return await tei_embed(request, per_token=False)
+        return await self.tei_embed(request, "embed")
 
-    @api.post(
-        "/embed_all",
-        **route_docs("tei", TeiEmbedAllResponse, tei_errors, secured=secured,
-                     body=bodies[TeiEmbedRequest], deadline=True),
-    )  # fmt: skip
-    @endpoint("/embed_all", "tei")
-    async def embed_all(request: Request) -> tuple[Any, dict[str, str]]:
+    async def embed_all(self, request: Request) -> Answer:
         """Every token's vector (before pooling) for each input."""
-        return await tei_embed(request, per_token=True)
+        return await self.tei_embed(request, "embed_tokens")
 
-    @api.post(
-        "/tokenize",
-        **route_docs("tei", TokenizeResponse, (*BODY_ERRORS, 401, 429, 503), secured=secured,
-                     body=bodies[TokenizeRequest]),
-    )  # fmt: skip
-    @endpoint("/tokenize", "tei")
-    async def tokenize(request: Request) -> tuple[Any, dict[str, str]]:
+    async def tokenize(self, request: Request) -> Answer:
         """Each input's tokens with their text and character offsets."""
-        req = await parse(request, TokenizeRequest, settings.max_body_bytes)
+        req = await parse(request, TokenizeRequest, self.settings.max_body_bytes)
         texts = [req.inputs] if isinstance(req.inputs, str) else req.inputs
-        check_inputs(len(texts), settings.max_inputs)
-        tokens = await engine.tokens(texts, req.add_special_tokens)
+        details = await token_details(self.registry.model(None), texts, req.add_special_tokens)
         body = [
             [
                 {"id": t.id, "text": t.text, "special": t.special, "start": t.start, "stop": t.stop}
                 for t in seq
             ]
-            for seq in tokens
+            for seq in details
         ]
         return body, {}
 
-    @api.get("/health", **route_docs("openai", HealthResponse, (429, 503), secured=False))
-    @endpoint("/health", "openai", public=True)
-    async def health(request: Request) -> tuple[Any, dict[str, str]]:
+    async def health(self, request: Request) -> Answer:
         """200 when the model answers a probe (or is making progress); no key needed."""
-        if not await engine.healthy():
+        if not await self.registry.healthy():
             raise ApiError(503, "the model is not answering", headers={"Retry-After": "5"})
         return {"status": "ok"}, {}
 
-    @api.get("/info", **route_docs("openai", InfoResponse, (401, 429, 503), secured=secured))
-    @endpoint("/info", "openai")
-    async def info(request: Request) -> tuple[Any, dict[str, str]]:
+    async def info(self, request: Request) -> Answer:
         """The served model, its backend, batching and limits."""
-        return {**engine.info(), "ingress": active_ingress()}, {}
+        return {**self.registry.default.info(), "ingress": active_ingress()}, {}
 
-    @api.get("/v1/models", **route_docs("openai", ModelList, (401, 429, 503), secured=secured))
-    @endpoint("/v1/models", "openai")
-    async def list_models(request: Request) -> tuple[Any, dict[str, str]]:
-        """The one model served here, as OpenAI's model list."""
-        model = {"id": engine.model_name, "object": "model", "created": 0, "owned_by": "embedserve"}
-        return {"object": "list", "data": [model]}, {}
+    async def list_models(self, request: Request) -> Answer:
+        """The models served here, as OpenAI's model list."""
+        return {"object": "list", "data": [m.card() for m in self.registry.models]}, {}
 
-    @api.get(
+    async def prometheus(self, request: Request) -> Response:
+        """Prometheus exposition of every replica on this node; no key needed."""
+        body, content_type = self.registry.metrics.exposition()
+        return Response(body, media_type=content_type)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404/405 as JSON in the path's dialect, keeping its headers (Allow)."""
+    assert isinstance(exc, HTTPException)
+    message = "no such route" if exc.status_code == 404 else str(exc.detail)
+    error = ApiError(exc.status_code, message, headers=dict(exc.headers or {}))
+    return render(error, dialect_for(request.url.path))
+
+
+def build_api(registry: Registry) -> FastAPI:
+    """The FastAPI app of a replica (or of a test's process) over ``registry``."""
+    api = FastAPI(title="embedserve", version="0.1.0", docs_url="/docs", redoc_url=None)
+    handlers = Api(registry)
+    secured = bool(handlers.keys)
+    bodies, components = request_components(registry.default.limits)
+    complete_openapi(api, components, secured)
+
+    def post(
+        path: str,
+        dialect: str,
+        handler: Handler,
+        ok: type[BaseModel],
+        errors: tuple[int, ...],
+        body: type[BaseModel],
+        deadline: bool = True,
+    ) -> None:
+        docs = route_docs(
+            dialect, ok, errors, secured=secured, body=bodies[body], deadline=deadline
+        )
+        api.add_api_route(path, handlers.endpoint(path, dialect, handler), methods=["POST"], **docs)
+
+    def get(path: str, handler: Handler, ok: type[BaseModel], public: bool = False) -> None:
+        errors = (429, 503) if public else (401, 429, 503)
+        docs = route_docs("openai", ok, errors, secured=secured and not public)
+        endpoint = handlers.endpoint(path, "openai", handler, public=public)
+        api.add_api_route(path, endpoint, methods=["GET"], **docs)
+
+    post("/v1/embeddings", "openai", handlers.openai_embeddings, OpenAIEmbeddingResponse,
+         (*BODY_ERRORS, 401, 404, 429, 503, 504), OpenAIEmbeddingRequest)  # fmt: skip
+    post("/embed", "tei", handlers.embed, TeiEmbedResponse, TEI_ERRORS, TeiEmbedRequest)
+    post("/embed_all", "tei", handlers.embed_all, TeiEmbedAllResponse, TEI_ERRORS, TeiEmbedRequest)
+    post("/tokenize", "tei", handlers.tokenize, TokenizeResponse, (*BODY_ERRORS, 401, 429, 503),
+         TokenizeRequest, deadline=False)  # fmt: skip
+    get("/health", handlers.health, HealthResponse, public=True)
+    get("/info", handlers.info, InfoResponse)
+    get("/v1/models", handlers.list_models, ModelList)
+    api.add_api_route(
         "/metrics",
+        handlers.prometheus,
+        methods=["GET"],
         response_class=Response,
         **route_docs("openai", METRICS_RESPONSE, (429, 503), secured=False),
     )
-    async def prometheus(request: Request) -> Response:
-        """Prometheus exposition of every replica on this node; no key needed."""
-        body, content_type = metrics.exposition()
-        return Response(body, media_type=content_type)
-
-    @api.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> Response:
-        """Starlette's own 404/405 as JSON in the path's dialect, keeping its headers (Allow)."""
-        message = "no such route" if exc.status_code == 404 else str(exc.detail)
-        error = ApiError(exc.status_code, message, headers=dict(exc.headers or {}))
-        return render(error, dialect_for(request.url.path))
-
+    api.add_exception_handler(HTTPException, http_error)
     return api

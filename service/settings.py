@@ -15,6 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 ENV_PREFIX = "EMBEDSERVE_"
 Ingress = Literal["haproxy", "proxy"]
+BackendName = Literal["auto", "onnxruntime", "openvino", "torch"]
+Precision = Literal["auto", "fp32", "bf16", "fp16", "int8"]
+Device = Literal["cpu", "cuda"]
 DEFAULT_ARTIFACT = Path("artifacts/all-MiniLM-L6-v2")
 
 
@@ -90,9 +93,9 @@ class ServiceSettings(BaseModel):
     route_prefix: str = "/"
     app_name: str = "embedserve"
     model_name: str | None = Field(None, description="served model id; default: the artifact's")
-    backend: Literal["auto", "onnxruntime", "openvino", "torch"] = "auto"
-    precision: Literal["auto", "fp32", "bf16", "fp16", "int8"] = "auto"
-    device: Literal["cpu", "cuda"] = "cpu"
+    backend: BackendName = "auto"
+    precision: Precision = "auto"
+    device: Device = "cpu"
     num_replicas: int = Field(1, ge=1)
     autoscaling: AutoscalingSettings | None = None
     num_cpus: float = Field(1.0, gt=0, description="CPU budget of a replica: its runtime threads")
@@ -119,7 +122,7 @@ class ServiceSettings(BaseModel):
         "passages take about 90 s on one core here. None: no bound",
     )
     # A replica Ray must replace: one that stopped answering (a wedged process, a backend stuck
-    # for good; Embedder.healthy) is stopped after 3 checks in a row time out (Ray's fixed
+    # for good; ServedModel.healthy) is stopped after 3 checks in a row time out (Ray's fixed
     # threshold), then the graceful shutdown: period + 3 x timeout + grace = 27 s here against
     # Ray's 10 + 3 x 30 + 20 = 120 s. Measured with a SIGSTOPped replica under W2 load: healthy
     # again after about 37 s, no request hung; with Ray's defaults 130 s and 8 requests past a
@@ -146,7 +149,7 @@ class ServiceSettings(BaseModel):
     metrics_dir: Path | None = Field(
         None, description="prometheus multiprocess folder shared by the replicas of a node"
     )
-    batching: BatchingConfig = BatchingConfig()
+    batching: BatchingConfig = BatchingConfig.model_validate({})
 
     @property
     def intra_op_threads(self) -> int:

@@ -1,5 +1,9 @@
 """Fixtures shared across the suite: the shipped model, its reference, real texts, and a real
-Ray Serve instance on 127.0.0.1 that test modules deploy embedserve onto."""
+Ray Serve instance on 127.0.0.1 that test modules deploy embedserve onto.
+
+Every test that reaches that instance (``serve_url``, directly or through ``deploy`` and the
+fixtures built on it) is marked ``ray``, so ``-m "not ray and not slow"`` is the fast tier.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +22,16 @@ from .helpers import free_port
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+RAY_FIXTURE = "serve_url"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``ray`` what needs the Ray instance: its fixture is in the test's closure."""
+    for item in items:
+        if RAY_FIXTURE in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.ray)
 
 
 @pytest.fixture(scope="session")
@@ -41,9 +55,9 @@ def reference():
 @pytest.fixture(scope="session")
 def corpus() -> list[str]:
     """Real English text: every built-in sentence and passage."""
-    from common.texts import passages, sentences
+    from common import texts
 
-    return sentences() + passages()
+    return texts.corpus()
 
 
 @pytest.fixture(scope="session")

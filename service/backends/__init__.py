@@ -8,6 +8,7 @@ and present, else OpenVINO (bf16 where the CPU has native bf16), else ONNX Runti
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -39,7 +40,8 @@ def _cuda_available() -> bool:
 
 def choose(settings: ServiceSettings, artifact: Artifact) -> Choice:
     """Resolve ``auto`` for backend and precision, and say why."""
-    backend, precision = settings.backend, settings.precision
+    backend: str = settings.backend
+    precision: str = settings.precision
     if backend != "auto":
         if precision == "auto":
             precision = "fp16" if artifact.config.precision == "fp16" else "fp32"
@@ -85,7 +87,7 @@ class Backends:
     the same model as one stream on all the threads, for a single input that finds every stream
     idle (it runs faster on all the threads than on a stream's share)."""
 
-    streams: list[Backend]
+    streams: Sequence[Backend]
     whole: Backend | None
     choice: Choice
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
+
+# The exported graph's outputs: the pooled vector (B, D) and every token's vector (B, T, D).
+Output = Literal["sentence_embedding", "token_embeddings"]
 
 
 class Backend(Protocol):
@@ -16,12 +19,15 @@ class Backend(Protocol):
     name: str
     precision: str
 
-    def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        """Pooled, un-normalised sentence embeddings ``(B, D)``."""
+    def run_output(
+        self, output: Output, input_ids: np.ndarray, attention_mask: np.ndarray
+    ) -> np.ndarray:
+        """One named output: ``sentence_embedding``, pooled and un-normalised ``(B, D)``, or
+        ``token_embeddings`` ``(B, T, D)`` (padding positions are garbage)."""
         ...
 
-    def run_tokens(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        """Per-token embeddings ``(B, T, D)`` (padding positions are garbage)."""
+    def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        """``run_output("sentence_embedding", ...)``."""
         ...
 
     def describe(self) -> dict[str, object]:
@@ -36,14 +42,13 @@ def warm_up(backend: Backend, max_length: int, pad_id: int = 0) -> None:
         backend.run(ids, np.ones_like(ids))
 
 
-class GraphBackend:
-    """A backend over an exported graph whose outputs are fetched by name."""
+class NamedOutputs:
+    """The shared half of a backend: ``run`` is the pooled output of ``run_output``."""
 
-    def _run(self, output: str, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+    def run_output(
+        self, output: Output, input_ids: np.ndarray, attention_mask: np.ndarray
+    ) -> np.ndarray:
         raise NotImplementedError
 
     def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        return self._run("sentence_embedding", input_ids, attention_mask)
-
-    def run_tokens(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        return self._run("token_embeddings", input_ids, attention_mask)
+        return self.run_output("sentence_embedding", input_ids, attention_mask)

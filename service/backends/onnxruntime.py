@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from .base import GraphBackend
+from .base import NamedOutputs, Output
 
 log = logging.getLogger(__name__)
 
 
-class OnnxRuntimeBackend(GraphBackend):
+class OnnxRuntimeBackend(NamedOutputs):
     name = "onnxruntime"
 
     def __init__(
@@ -36,7 +36,9 @@ class OnnxRuntimeBackend(GraphBackend):
         self.threads = threads
         self.model_path = model_path
 
-    def _run(self, output: str, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+    def run_output(
+        self, output: Output, input_ids: np.ndarray, attention_mask: np.ndarray
+    ) -> np.ndarray:
         feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
         return self.session.run([output], feeds)[0].astype(np.float32, copy=False)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import openvino as ov
 
-from .base import GraphBackend
+from .base import NamedOutputs, Output
 
 _HINTS = {"fp32": "f32", "bf16": "bf16"}
 # The CPU plugin keeps the kernels it builds for each input shape, 5000 shapes by default, about
@@ -27,7 +27,7 @@ def cpu_supports_bf16() -> bool:
     return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
-class OpenVinoBackend(GraphBackend):
+class OpenVinoBackend(NamedOutputs):
     """One inference stream of a compiled model; ``compile_streams`` makes them."""
 
     name = "openvino"
@@ -39,7 +39,9 @@ class OpenVinoBackend(GraphBackend):
         self.precision = precision
         self.threads = int(compiled.get_property("INFERENCE_NUM_THREADS"))
 
-    def _run(self, output: str, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+    def run_output(
+        self, output: Output, input_ids: np.ndarray, attention_mask: np.ndarray
+    ) -> np.ndarray:
         result = self.request.infer({"input_ids": input_ids, "attention_mask": attention_mask})
         # The request reuses its output buffers: copy before the next call overwrites them.
         return np.array(result[self._outputs[output]], dtype=np.float32, copy=True)

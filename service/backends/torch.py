@@ -9,8 +9,13 @@ import torch
 
 from models import load_pretrained
 
+from .base import NamedOutputs, Output
 
-class TorchBackend:
+# Where each named output is in the encoder's (token_embeddings, sentence_embedding) tuple.
+OUTPUT_INDEX: dict[Output, int] = {"token_embeddings": 0, "sentence_embedding": 1}
+
+
+class TorchBackend(NamedOutputs):
     name = "torch"
     precision = "fp32"
 
@@ -30,11 +35,10 @@ class TorchBackend:
         mask = torch.from_numpy(attention_mask).to(self.device)
         return self.encoder(ids, mask)
 
-    def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        return self._forward(input_ids, attention_mask)[1].float().cpu().numpy()
-
-    def run_tokens(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        return self._forward(input_ids, attention_mask)[0].float().cpu().numpy()
+    def run_output(
+        self, output: Output, input_ids: np.ndarray, attention_mask: np.ndarray
+    ) -> np.ndarray:
+        return self._forward(input_ids, attention_mask)[OUTPUT_INDEX[output]].float().cpu().numpy()
 
     def describe(self) -> dict[str, object]:
         return {

@@ -108,3 +108,59 @@ def test_equals_torch_multihead_attention(impl: str) -> None:
     mask[0, 4:] = 0
     expected, _ = theirs(query, memory, memory, key_padding_mask=mask == 0)
     torch.testing.assert_close(ours(query, memory, attention_bias(mask)), expected)
+
+
+def _explicit_attention(
+    mha: MultiHeadAttention, x: torch.Tensor, bias: torch.Tensor | None
+) -> torch.Tensor:
+    """Projections, heads split by hand, K/V heads copied with repeat_interleave, math attention."""
+    b, t, d = x.shape
+    h, h_kv, dh = mha.n_heads, mha.n_kv_heads, d // mha.n_heads
+    q = mha.q_proj(x).view(b, t, h, dh).transpose(1, 2)  # (B, H, T, Dh)
+    k = mha.k_proj(x).view(b, t, h_kv, dh).transpose(1, 2)  # (B, Hkv, T, Dh)
+    v = mha.v_proj(x).view(b, t, h_kv, dh).transpose(1, 2)  # (B, Hkv, T, Dh)
+    q, k = mha.rotation(q, k)
+    k = k.repeat_interleave(h // h_kv, dim=1)  # (B, H, T, Dh)
+    v = v.repeat_interleave(h // h_kv, dim=1)  # (B, H, T, Dh)
+    y = attention_math(q, k, v, bias).transpose(1, 2).reshape(b, t, d)  # (B, T, D)
+    return mha.out_proj(y)
+
+
+@pytest.mark.parametrize("impl", ["math", "sdpa"])
+@pytest.mark.parametrize("n_kv_heads", [1, 2, 6])
+def test_grouped_query_attention_matches_repeated_heads(impl: str, n_kv_heads: int) -> None:
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(24, 6, impl=impl, n_kv_heads=n_kv_heads).eval()
+    assert mha.k_proj.weight.shape == mha.v_proj.weight.shape == (n_kv_heads * 4, 24)
+    x = torch.randn(2, 7, 24)
+    mask = torch.ones(2, 7, dtype=torch.long)
+    mask[1, 4:] = 0
+    bias = attention_bias(mask)
+    torch.testing.assert_close(mha(x, bias=bias), _explicit_attention(mha, x, bias))
+
+
+def test_as_many_kv_heads_as_heads_is_todays_attention() -> None:
+    torch.manual_seed(0)
+    today = MultiHeadAttention(24, 3).eval()
+    explicit = MultiHeadAttention(24, 3, n_kv_heads=3).eval()
+    explicit.load_state_dict(today.state_dict())
+    assert list(explicit.state_dict()) == list(today.state_dict())
+    x = torch.randn(2, 5, 24)
+    assert torch.equal(explicit(x), today(x))
+
+
+def test_rotary_attention_rotates_q_and_k() -> None:
+    from models.positions import Rotary
+
+    torch.manual_seed(0)
+    plain = MultiHeadAttention(16, 4, n_kv_heads=2).eval()
+    rotary = MultiHeadAttention(16, 4, n_kv_heads=2, rotation=Rotary(32, 4, 10000.0)).eval()
+    rotary.load_state_dict(plain.state_dict())  # the tables are not saved
+    x = torch.randn(1, 6, 16)
+    torch.testing.assert_close(rotary(x), _explicit_attention(rotary, x, None))
+    assert not torch.allclose(rotary(x), plain(x), atol=1e-4)
+
+
+def test_kv_heads_must_divide_heads() -> None:
+    with pytest.raises(ValueError, match=r"n_kv_heads \(4\) must divide n_heads \(6\)"):
+        MultiHeadAttention(d_model=24, n_heads=6, n_kv_heads=4)

@@ -1,31 +1,13 @@
-import math
-
 import pytest
 import torch
 
 from models import EncoderConfig
-from models.embeddings import Embeddings, sinusoidal_table
+from models.embeddings import Embeddings
 from models.layers import EncoderLayer
 
 TINY = EncoderConfig(
     vocab_size=50, d_model=16, n_heads=4, n_layers=2, d_ff=32, max_position=32, max_seq_length=32
 )
-
-
-def test_sinusoidal_values() -> None:
-    table = sinusoidal_table(50, 8)
-    assert table.shape == (50, 8)
-    torch.testing.assert_close(table[0], torch.tensor([0.0, 1.0] * 4))
-    for pos, i in [(1, 0), (7, 1), (49, 3)]:
-        angle = pos / 10000 ** (2 * i / 8)
-        assert table[pos, 2 * i].item() == pytest.approx(math.sin(angle), abs=1e-6)
-        assert table[pos, 2 * i + 1].item() == pytest.approx(math.cos(angle), abs=1e-6)
-
-
-def test_sinusoidal_positions_are_fixed_and_not_saved() -> None:
-    emb = Embeddings(TINY.replace(positional="sinusoidal"))
-    assert not any("sinusoid" in name for name in emb.state_dict())
-    assert not any(p.shape == (32, 16) for p in emb.parameters())
 
 
 def test_token_type_embedding_is_optional() -> None:

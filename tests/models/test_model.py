@@ -4,7 +4,14 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from models import CheckpointError, EncoderConfig, build_model, load_model, save_model
+from models import (
+    CheckpointError,
+    EncoderConfig,
+    SentenceEncoder,
+    build_model,
+    load_model,
+    save_model,
+)
 
 TINY = EncoderConfig(
     vocab_size=100, d_model=32, n_heads=4, n_layers=2, d_ff=64, max_position=64, max_seq_length=64
@@ -14,6 +21,16 @@ VARIANTS = [
     TINY.replace(positional="sinusoidal", norm="pre", activation="relu", pooling="cls"),
     TINY.replace(pooling="max", type_vocab_size=0, attention="math"),
 ]
+# Each new option at least once, alone and in the combination a Qwen3/Llama-style model uses.
+NEW_OPTIONS = {
+    "rotary": TINY.replace(positional="rotary", rope_theta=500.0),
+    "rms": TINY.replace(norm_type="rms", layer_norm_eps=1e-6),
+    "gated-silu": TINY.replace(feed_forward="gated", activation="silu"),
+    "gqa": TINY.replace(n_kv_heads=2, attention="math"),
+    "llama-like": TINY.replace(positional="rotary", norm="pre", norm_type="rms").replace(
+        feed_forward="gated", activation="silu", n_kv_heads=1, type_vocab_size=0
+    ),
+}
 
 
 def test_forward_shapes() -> None:
@@ -25,11 +42,7 @@ def test_forward_shapes() -> None:
     assert not torch.allclose(sentence.norm(dim=-1), torch.ones(3)), "must not be normalised"
 
 
-@pytest.mark.parametrize("pooling", ["mean", "cls", "max"])
-@pytest.mark.parametrize("attention", ["sdpa", "math"])
-def test_padding_does_not_leak(pooling: str, attention: str) -> None:
-    torch.manual_seed(0)
-    model = build_model(TINY.replace(pooling=pooling, attention=attention))
+def _assert_padding_does_not_leak(model: SentenceEncoder) -> None:
     short = torch.randint(1, 100, (1, 6))
     alone_tokens, alone = model(short, torch.ones_like(short))
     batch = torch.randint(1, 100, (4, 40))  # longer neighbours force padding on `short`
@@ -38,6 +51,30 @@ def test_padding_does_not_leak(pooling: str, attention: str) -> None:
     tokens, pooled = model(batch, mask)
     assert (pooled[2] - alone[0]).abs().max() <= 1e-5
     assert (tokens[2, :6] - alone_tokens[0]).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls", "max"])
+@pytest.mark.parametrize("attention", ["sdpa", "math"])
+def test_padding_does_not_leak(pooling: str, attention: str) -> None:
+    torch.manual_seed(0)
+    _assert_padding_does_not_leak(build_model(TINY.replace(pooling=pooling, attention=attention)))
+
+
+@pytest.mark.parametrize("config", NEW_OPTIONS.values(), ids=NEW_OPTIONS.keys())
+def test_new_options_run_with_padding(config: EncoderConfig) -> None:
+    torch.manual_seed(0)
+    model = build_model(config)
+    _assert_padding_does_not_leak(model)
+    ids = torch.randint(1, 100, (2, 9))
+    before = model(ids, torch.ones_like(ids))[1]
+    with torch.no_grad():  # every part takes part: perturbing any weight moves the output
+        for name, param in model.named_parameters():
+            if name.endswith("k_proj.bias") and config.positional != "rotary":
+                continue  # q·(k + b) shifts every score of a query alike: softmax ignores it
+            saved = param.clone()
+            param.add_(torch.randn_like(param))
+            assert not torch.allclose(model(ids, torch.ones_like(ids))[1], before), name
+            param.copy_(saved)
 
 
 def test_sdpa_and_math_models_agree() -> None:
@@ -51,7 +88,11 @@ def test_sdpa_and_math_models_agree() -> None:
     torch.testing.assert_close(a(ids, mask), b(ids, mask), atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("config", VARIANTS, ids=["bert", "sinusoidal-pre-relu-cls", "max-math"])
+@pytest.mark.parametrize(
+    "config",
+    [*VARIANTS, *NEW_OPTIONS.values()],
+    ids=["bert", "sinusoidal-pre-relu-cls", "max-math", *NEW_OPTIONS],
+)
 def test_save_load_round_trip(config: EncoderConfig, tmp_path: Path) -> None:
     model = build_model(config)
     save_model(model, tmp_path / "m")
@@ -59,6 +100,22 @@ def test_save_load_round_trip(config: EncoderConfig, tmp_path: Path) -> None:
     assert loaded.config == config
     ids = torch.randint(1, 100, (2, 9))
     torch.testing.assert_close(loaded(ids, torch.ones_like(ids)), model(ids, torch.ones_like(ids)))
+
+
+def test_state_dict_names_of_the_default_path() -> None:
+    """Folders from save_model and the BERT mapping rely on these names."""
+    names = set(build_model(TINY.replace(n_layers=1)).state_dict())
+    expected = {"embeddings.norm.weight", "embeddings.norm.bias"}
+    expected |= {f"embeddings.{e}.weight" for e in ("token", "position", "token_type")}
+    for part in ("attention.q_proj", "attention.k_proj", "attention.v_proj", "attention.out_proj"):
+        expected |= {f"layers.0.{part}.weight", f"layers.0.{part}.bias"}
+    for part in ("norm1", "norm2", "ffn.up", "ffn.down"):
+        expected |= {f"layers.0.{part}.weight", f"layers.0.{part}.bias"}
+    assert names == expected
+    pre = set(build_model(TINY.replace(n_layers=1, norm="pre")).state_dict())
+    assert pre - names == {"final_norm.weight", "final_norm.bias"}
+    gated = set(build_model(TINY.replace(n_layers=1, feed_forward="gated")).state_dict())
+    assert gated - names == {"layers.0.ffn.gate.weight", "layers.0.ffn.gate.bias"}
 
 
 def test_load_rejects_missing_unexpected_and_misshaped_weights(tmp_path: Path) -> None:

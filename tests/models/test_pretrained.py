@@ -6,14 +6,20 @@ import numpy as np
 import pytest
 import torch
 
-from models import CheckpointError, get_model_path, load_pretrained, save_model
+from common.arrays import cosine_rows
+from models import (
+    CheckpointError,
+    ModelLocation,
+    get_model_path,
+    load_encoder,
+    load_pretrained,
+    locate_model,
+    save_model,
+)
 
 
 def _compare(ours: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
-    cosine = (ours * reference).sum(axis=1) / (
-        np.linalg.norm(ours, axis=1) * np.linalg.norm(reference, axis=1)
-    )
-    return float(cosine.min()), float(np.abs(ours - reference).max())
+    return float(cosine_rows(ours, reference).min()), float(np.abs(ours - reference).max())
 
 
 def test_matches_sentence_transformers_on_real_text(minilm, reference, corpus) -> None:
@@ -126,3 +132,31 @@ def test_saved_folder_without_tokenizer_is_rejected(minilm, tmp_path: Path) -> N
     folder = save_model(minilm.encoder, tmp_path / "bare")
     with pytest.raises(CheckpointError, match="no tokenizer.json"):
         load_pretrained(folder)
+
+
+def test_load_encoder_says_where_the_model_came_from(minilm, tmp_path: Path) -> None:
+    shipped_tokenizer = get_model_path() / "tokenizer.json"
+    known = load_encoder("sentence-transformers/all-MiniLM-L6-v2")
+    assert known.location == ModelLocation("all-MiniLM-L6-v2", get_model_path(), "known-name")
+    assert known.normalize_module and known.tokenizer is not None
+    assert known.tokenizer.path == shipped_tokenizer
+    assert locate_model(get_model_path()).kind == "pretrained-folder"
+
+    bare = save_model(minilm.encoder, tmp_path / "bare")
+    loaded = load_encoder(bare)
+    assert loaded.location == ModelLocation("bare", bare.resolve(), "checkpoint")
+    assert loaded.tokenizer is None and not loaded.normalize_module
+    given = load_encoder(bare, shipped_tokenizer)
+    assert given.tokenizer is not None and given.tokenizer.path == shipped_tokenizer
+    assert load_pretrained(bare, shipped_tokenizer).tokenizer.vocab_size == 30522
+
+
+def test_load_failures_name_the_model_and_the_reason(tmp_path: Path) -> None:
+    folder = shutil.copytree(get_model_path(), tmp_path / "no-size")
+    config = json.loads((folder / "config.json").read_text())
+    del config["hidden_size"]
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=r"cannot load model '.*no-size': missing key"):
+        load_pretrained(folder)
+    with pytest.raises(CheckpointError, match="cannot read tokenizer /no/such.json"):
+        load_encoder(get_model_path(), "/no/such.json")

@@ -1,15 +1,97 @@
-"""The default deployment for service tests; modules that need other settings deploy their own."""
+"""Service fixtures in two tiers.
+
+The unit tier (``client``, ``make_client``) serves the real HTTP app (``service.routes``) over a
+real engine in this process, through httpx's ASGI transport: real ASGI requests and responses,
+the real ONNX model, no Ray. An engine starts in seconds where a Ray redeploy costs a replica
+start (tens of seconds on two cores), so every module can have the settings it tests.
+The Ray tier (``ray_client``, ``deploy``) is for what only the running service shows: its
+ingress, Ray's backpressure, replicas that die or stop, logs of every process.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from anyio.from_thread import BlockingPortal, start_blocking_portal
+from starlette.types import ASGIApp
+
+from service.engine import Registry
+from service.routes import build_api
+from service.settings import ServiceSettings
+
+
+class InProcessClient(httpx.Client):
+    """A synchronous httpx client of an ASGI app in this process.
+
+    httpx's ``ASGITransport`` is async only; this runs it on ``portal``'s event loop, the same
+    loop for every request, since the engine's batcher keeps state between requests. Tests that
+    need requests at once run them on that loop too: ``portal.call`` a coroutine that sends them
+    through ``httpx.ASGITransport(app)``.
+    """
+
+    def __init__(self, app: ASGIApp, portal: BlockingPortal) -> None:
+        super().__init__(transport=PortalTransport(app, portal), base_url="http://testserver")
+        self.app = app
+        self.portal = portal
+
+
+class PortalTransport(httpx.BaseTransport):
+    def __init__(self, app: ASGIApp, portal: BlockingPortal) -> None:
+        self.asgi = httpx.ASGITransport(app=app)
+        self.portal = portal
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        request.read()  # the body as bytes, a stream the async transport can read
+
+        async def send() -> tuple[int, httpx.Headers, bytes]:
+            response = await self.asgi.handle_async_request(request)
+            return response.status_code, response.headers, await response.aread()
+
+        status, headers, body = self.portal.call(send)
+        return httpx.Response(status, headers=headers, stream=httpx.ByteStream(body))
+
+
+ClientFactory = Callable[..., InProcessClient]
+
+
+@contextmanager
+def in_process(settings: ServiceSettings) -> Iterator[InProcessClient]:
+    """The app one replica serves, over an engine of its own in this process, and a client of it
+    whose event loop (a thread) lives as long as the block."""
+    registry = Registry.from_settings(settings)  # metrics of its own, as in a replica
+    try:
+        with start_blocking_portal() as portal, InProcessClient(build_api(registry), portal) as c:
+            yield c
+    finally:
+        registry.close()
 
 
 @pytest.fixture(scope="module")
-def client(deploy: Callable[..., str]) -> Iterator[httpx.Client]:
-    """A client of embedserve deployed with default settings (modules may override)."""
+def make_client(minilm_artifact: Path) -> Iterator[ClientFactory]:
+    """``make_client(**settings)``: an in-process app with these settings; closed with the
+    module."""
+    with ExitStack() as stack:
+
+        def make(**overrides: Any) -> InProcessClient:
+            settings = ServiceSettings(artifact=minilm_artifact, **overrides)
+            return stack.enter_context(in_process(settings))
+
+        yield make
+
+
+@pytest.fixture(scope="module")
+def client(make_client: ClientFactory) -> InProcessClient:
+    """The in-process app with default settings (modules may override)."""
+    return make_client()
+
+
+@pytest.fixture(scope="module")
+def ray_client(deploy: Callable[..., str]) -> Iterator[httpx.Client]:
+    """A client of embedserve deployed on Ray with default settings."""
     with httpx.Client(base_url=deploy(), timeout=60) as c:
         yield c

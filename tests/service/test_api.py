@@ -1,8 +1,10 @@
-"""The HTTP API over real Ray Serve and ONNX Runtime, against the offline PyTorch model."""
+"""The HTTP API over the real model, against the offline PyTorch model: in this process (the
+unit tier), and once per route over Ray Serve's ingress."""
 
 from __future__ import annotations
 
 import base64
+import re
 
 import httpx
 import numpy as np
@@ -64,9 +66,12 @@ def test_response_shape_and_usage(client: httpx.Client, minilm) -> None:
     assert response.headers["x-request-id"]
 
 
-def test_request_id_is_echoed(client: httpx.Client) -> None:
-    response = client.post("/embed", json={"inputs": "hi"}, headers={"x-request-id": "abc-123"})
-    assert response.headers["x-request-id"] == "abc-123"
+def test_request_ids_are_made_only_for_requests_without_one(client: httpx.Client) -> None:
+    made = client.post("/embed", json={"inputs": "hi"})
+    assert re.fullmatch("[0-9a-f]{32}", made.headers["x-request-id"]), made.headers
+    given = client.post("/embed", json={"inputs": "hi"}, headers={"x-request-id": "abc-123"})
+    assert given.status_code == 200, given.text
+    assert "x-request-id" not in given.headers  # Ray's proxy echoes it: once, not twice
 
 
 def test_base64_decodes_to_the_float_answer(client: httpx.Client) -> None:
@@ -151,8 +156,30 @@ def test_openai_python_client(client: httpx.Client, minilm) -> None:
     from openai import OpenAI
 
     base_url = str(client.base_url).rstrip("/") + "/v1"
-    openai = OpenAI(base_url=base_url, api_key="unused", max_retries=0)
+    openai = OpenAI(base_url=base_url, api_key="unused", max_retries=0, http_client=client)
     texts = ["the official client sends base64 by default", "and decodes it"]
     result = openai.embeddings.create(model="all-MiniLM-L6-v2", input=texts)
     served = np.array([d.embedding for d in result.data], dtype=np.float32)
     assert cosine(served, minilm.encode(texts)).min() >= 0.9999
+
+
+def test_every_route_answers_over_rays_ingress(ray_client: httpx.Client, minilm) -> None:
+    """The deployed service: each route once through Ray's proxy, the request id echoed."""
+    texts = ["served by a Ray replica", "through the proxy"]
+    headers = {"x-request-id": "abc-123"}
+    response = ray_client.post("/v1/embeddings", json={"input": texts}, headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.headers["x-request-id"] == "abc-123"
+    served = np.array([d["embedding"] for d in response.json()["data"]], dtype=np.float32)
+    assert cosine(served, minilm.encode(texts)).min() >= 0.9999
+    tei = ray_client.post("/embed", json={"inputs": texts})
+    assert tei.status_code == 200, tei.text
+    assert cosine(np.array(tei.json()), minilm.encode(texts)).min() >= 0.9999
+    per_token = ray_client.post("/embed_all", json={"inputs": texts[0]})
+    assert per_token.status_code == 200, per_token.text
+    assert np.array(per_token.json()[0]).shape == (len(minilm.tokenizer.tokenize(texts)[0]), 384)
+    tokens = ray_client.post("/tokenize", json={"inputs": texts[0]})
+    assert [t["id"] for t in tokens.json()[0]] == minilm.tokenizer.tokenize(texts)[0]
+    assert ray_client.get("/health").json() == {"status": "ok"}
+    assert ray_client.get("/info").json()["model_id"] == "all-MiniLM-L6-v2"
+    assert ray_client.get("/v1/models").json()["data"][0]["id"] == "all-MiniLM-L6-v2"

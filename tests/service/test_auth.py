@@ -1,15 +1,16 @@
-from __future__ import annotations
+"""Bearer keys: every route but health and metrics refuses a request without a configured key."""
 
-from collections.abc import Callable, Iterator
+from __future__ import annotations
 
 import httpx
 import pytest
 
+from .conftest import ClientFactory
+
 
 @pytest.fixture(scope="module")
-def client(deploy: Callable[..., str]) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=deploy(api_keys=["key-one", "key-two"]), timeout=60) as c:
-        yield c
+def client(make_client: ClientFactory) -> httpx.Client:
+    return make_client(api_keys=["key-one", "key-two"])
 
 
 @pytest.mark.parametrize("header", [None, "Bearer wrong", "key-one", "Basic key-one"])

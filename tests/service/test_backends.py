@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from common.arrays import encode_batches, normalize_rows, pad
 from export.artifact import load_artifact
 from service.backends import Choice, choose, create_backend, create_backends, resolve_streams
 from service.backends.base import Backend
-from service.batching import pad
 from service.settings import ServiceSettings
 
 from ..helpers import cosine
@@ -60,15 +60,8 @@ def reference(minilm, corpus) -> np.ndarray:
     return minilm.encode(corpus)
 
 
-def _encode(backend: Backend, sequences: list[list[int]], batch_size: int = 32) -> np.ndarray:
-    order = np.argsort([len(s) for s in sequences], kind="stable")
-    out = np.empty((len(sequences), 384), dtype=np.float32)
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
-        ids, mask = pad([np.asarray(sequences[i]) for i in chunk], pad_id=0)
-        pooled = backend.run(ids, mask)
-        out[chunk] = pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
-    return out
+def _encode(backend: Backend, sequences: list[list[int]]) -> np.ndarray:
+    return normalize_rows(encode_batches(sequences, backend.run, pad_id=0))
 
 
 def _tolerance(backend: Backend) -> float:

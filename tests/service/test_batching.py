@@ -12,8 +12,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from common.arrays import pad
 from export.artifact import load_artifact
 from service.backends import Backend, Backends, create_backends
+from service.backends.base import Output
 from service.batching import (
     DeadlineExceeded,
     DropReason,
@@ -22,7 +24,6 @@ from service.batching import (
     QueueFull,
     TokenBudgetBatcher,
     batch_cost,
-    pad,
     plan_micro_batches,
 )
 from service.settings import BatchingConfig, ServiceSettings
@@ -66,13 +67,6 @@ def test_micro_batches_minimise_padding_plus_overhead(seed: int) -> None:
 def test_equal_lengths_stay_one_batch_and_outliers_split() -> None:
     assert plan_micro_batches([12] * 32, 48) == [(0, 32)]
     assert plan_micro_batches([10] * 31 + [250], 48) == [(0, 31), (31, 32)]
-
-
-def test_pad_right_pads_ids_and_mask() -> None:
-    ids, mask = pad([np.array([5, 6, 7]), np.array([8])], pad_id=0)
-    assert ids.tolist() == [[5, 6, 7], [8, 0, 0]]
-    assert mask.tolist() == [[1, 1, 1], [1, 0, 0]]
-    assert ids.dtype == mask.dtype == np.int64
 
 
 @pytest.fixture(scope="module")
@@ -154,6 +148,28 @@ def test_a_busy_replica_keeps_both_streams_working(
     asyncio.run(scenario())
     assert sum(s.inputs for s in seen) == 4 * 6 * 8
     assert {s.worker for s in seen} == {"0", "1"}
+
+
+def test_a_step_runs_each_named_output_for_the_inputs_that_want_it(
+    backends: Backends, ids: list[np.ndarray], alone: np.ndarray
+) -> None:
+    """Pooled and per-token requests queued together share a step, a backend call per output;
+    each per-token input gets its real tokens' rows only."""
+    seen: list[MicroBatchStats] = []
+    batcher = _batcher(backends.streams[:1], None, seen, batch_wait_timeout_s=0.2)
+
+    async def scenario() -> tuple[list[ItemResult], list[ItemResult]]:
+        pooled = batcher.submit(ids[:3])
+        tokens = batcher.submit(ids[3:6], "token_embeddings")
+        return await asyncio.gather(pooled, tokens)
+
+    pooled, tokens = asyncio.run(scenario())
+    assert np.abs(_vectors(pooled) - alone[:3]).max() <= 1e-5
+    for result, x in zip(tokens, ids[3:6], strict=True):
+        expected = backends.streams[0].run_output("token_embeddings", *pad([x], 0))[0]  # (T, D)
+        assert result.vector.shape == (len(x), 384)
+        assert np.abs(result.vector - expected).max() <= 1e-4
+    assert len({r.started for r in [*pooled, *tokens]}) == 2  # one step, two backend calls
 
 
 @pytest.mark.parametrize("wait_s", [0.0, 0.3])
@@ -331,9 +347,11 @@ class _Hung:
     def __init__(self, backend: Backend) -> None:
         self.backend, self.release = backend, threading.Event()
 
-    def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+    def run_output(
+        self, output: Output, input_ids: np.ndarray, attention_mask: np.ndarray
+    ) -> np.ndarray:
         self.release.wait()
-        return self.backend.run(input_ids, attention_mask)
+        return self.backend.run_output(output, input_ids, attention_mask)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.backend, name)

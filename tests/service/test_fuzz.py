@@ -1,25 +1,30 @@
-"""Property-based fuzzing of every route in ``/openapi.json`` against the real running service.
+"""Property-based fuzzing of every route in ``/openapi.json`` against the real app and model.
 
 Schemathesis draws requests from the document (valid ones, invalid ones, unexpected methods,
 missing or wrong keys) and checks each answer: it is the documented status with a body that fits
 the documented schema, valid data is accepted and invalid data refused, auth is enforced. On top
 of its checks: no 5xx (bar the 504 a client asks for with a deadline), and every error is JSON in
 the route's dialect. Deterministic: derandomized, a bounded number of examples per route.
+Requests reach the app in this process (schemathesis's ASGI transport): what is fuzzed is the
+HTTP layer and the engine behind it, which Ray's proxy passes through unchanged.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Iterator
 
 import httpx
 import pytest
 import schemathesis
 from hypothesis import settings
 from schemathesis.checks import not_a_server_error
+from schemathesis.python import asgi
 from schemathesis.specs.openapi.schemas import OpenApiSchema
 
 from service.errors import dialect_for
 from service.protocol import DEADLINE_HEADER
+
+from .conftest import ClientFactory, InProcessClient
 
 KEY = "fuzz-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -39,14 +44,18 @@ CONFIG = schemathesis.Config.from_dict(
 
 
 @pytest.fixture(scope="module")
-def url(deploy: Callable[..., str]) -> str:
-    """A deployment with an API key, so authentication is part of what is fuzzed."""
-    return deploy(api_keys=[KEY])
+def client(make_client: ClientFactory) -> InProcessClient:
+    """The app with an API key, so authentication is part of what is fuzzed."""
+    c = make_client(api_keys=[KEY])
+    c.headers.update(AUTH)
+    return c
 
 
 @pytest.fixture(scope="module")
-def api_schema(url: str) -> OpenApiSchema:
-    return schemathesis.openapi.from_url(f"{url}/openapi.json", config=CONFIG)
+def api_schema(client: InProcessClient) -> Iterator[OpenApiSchema]:
+    """The document as the app serves it; cases are sent to the app itself, one at a time."""
+    yield schemathesis.openapi.from_asgi("/openapi.json", client.app, config=CONFIG)
+    asgi.shutdown_lifespans()  # schemathesis would hold the app, and its engine, for good
 
 
 schema = schemathesis.pytest.from_fixture("api_schema")
@@ -83,9 +92,8 @@ def test_every_route_answers_fuzzed_requests_as_documented(case: schemathesis.Ca
         assert_error_in_dialect(case.path, response)
 
 
-def test_the_service_is_healthy_after_fuzzing(url: str) -> None:
-    with httpx.Client(base_url=url, headers=AUTH, timeout=60) as client:
-        assert client.get("/health").json() == {"status": "ok"}
-        response = client.post("/embed", json={"inputs": ["still answering"]})
-        assert response.status_code == 200, response.text
-        assert len(response.json()[0]) == 384
+def test_the_service_is_healthy_after_fuzzing(client: httpx.Client) -> None:
+    assert client.get("/health").json() == {"status": "ok"}
+    response = client.post("/embed", json={"inputs": ["still answering"]})
+    assert response.status_code == 200, response.text
+    assert len(response.json()[0]) == 384

@@ -1,8 +1,9 @@
 """Hostile clients: compressed bodies (bombs and corrupt streams included) and slow clients.
 
 Bodies are decoded by ``service.bodies`` as they arrive and refused as soon as the decoded size
-passes the limit; the slow-client test runs over the real service (Ray's Python proxy, uvicorn)
-while one client trickles its body a byte a second and 200 connections sit idle.
+passes the limit (checked on the app in this process); the slow-client test needs sockets, so it
+runs over the deployed service (Ray's Python proxy, uvicorn) while one client trickles its body a
+byte a second and 200 connections sit idle.
 """
 
 from __future__ import annotations
@@ -222,10 +223,13 @@ async def slow_and_idle_clients(url: httpx.URL) -> tuple[int, bytes, bytes]:
     return answered_meanwhile, slow_response, probe_response
 
 
-def test_slow_and_idle_clients_do_not_keep_others_from_being_served(client: httpx.Client) -> None:
-    answered, slow_response, probe_response = asyncio.run(slow_and_idle_clients(client.base_url))
+def test_slow_and_idle_clients_do_not_keep_others_from_being_served(
+    ray_client: httpx.Client,
+) -> None:
+    url = ray_client.base_url
+    answered, slow_response, probe_response = asyncio.run(slow_and_idle_clients(url))
     assert answered >= 1, "no normal request was answered while the slow body was arriving"
     assert slow_response.startswith(b"HTTP/1.1 200"), slow_response[:200]
     assert b'"object":"list"' in slow_response
     assert probe_response.startswith(b"HTTP/1.1 200"), probe_response[:200]
-    assert client.get("/health").status_code == 200
+    assert ray_client.get("/health").status_code == 200

@@ -29,6 +29,8 @@ import pytest
 from ..helpers import cosine, embed, free_port
 from .test_security import SECRETS, exchange, files_mentioning, logged_through
 
+pytestmark = pytest.mark.ray  # every case launches `python -m service`, Ray and all
+
 KEY = f"launcher-key-{uuid.uuid4().hex}"  # from --api-key-file
 FLAG_KEY = f"flag-key-{uuid.uuid4().hex}"  # from --api-key
 AUTH = {"Authorization": f"Bearer {KEY}"}

@@ -1,12 +1,20 @@
-"""Prometheus exposition with two replicas: every request counted exactly once."""
+"""Metrics created by ``init``, in this process or in a shared folder, and their exposition with
+two replicas: every request counted exactly once."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.parser import text_string_to_metric_families
+
+from service import metrics
 
 NAMES = {
     "embedserve_request_duration_seconds": "histogram",
@@ -22,6 +30,68 @@ NAMES = {
     "embedserve_dropped_inputs": "counter",
     "embedserve_queue_depth": "gauge",
 }
+
+
+# A replica's start: a fresh process, no PROMETHEUS_MULTIPROC_DIR, metrics.init(folder), work.
+REPLICA = """
+import sys
+from pathlib import Path
+from service import metrics
+recorded = metrics.init(Path(sys.argv[1]))
+recorded.observe_request("/embed", 200, 0.01)
+recorded.stage("m", "embed").input_tokens.inc(int(sys.argv[2]))
+recorded.drop_observer("m")("deadline", 1)
+"""
+
+
+def test_init_twice_in_one_process_gives_two_separate_sets() -> None:
+    first, second = metrics.init(None), metrics.init(None)  # no "Duplicated timeseries"
+    first.observe_request("/embed", 200, 0.01)
+    assert {m._name for m in first.all()} == {m._name for m in second.all()} == set(NAMES)
+
+    def answered(recorded: metrics.Metrics) -> float:
+        return sum(
+            s.value
+            for f in text_string_to_metric_families(recorded.exposition()[0].decode())
+            for s in f.samples
+            if s.name == "embedserve_requests_total"
+        )
+
+    assert (answered(first), answered(second)) == (1, 0)
+
+
+def replica(folder: Path, tokens: int) -> None:
+    env = {k: v for k, v in os.environ.items() if k != metrics.MULTIPROC_ENV}
+    command = [sys.executable, "-c", REPLICA, str(folder), str(tokens)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def from_folder(folder: Path) -> dict[str, float]:
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=str(folder))
+    text = generate_latest(registry).decode()
+    return {
+        s.name: s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name.endswith("_total") and s.labels.get("reason", "deadline") == "deadline"
+    }
+
+
+def test_a_replica_writes_its_samples_to_the_folder_and_the_next_clears_them(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "not-yet-there"
+    replica(folder, 7)
+    assert list(folder.glob("counter_*.db")), "the replica made the folder and wrote to it"
+    assert from_folder(folder) == {
+        "embedserve_requests_total": 1,
+        "embedserve_input_tokens_total": 7,
+        "embedserve_dropped_inputs_total": 1,
+    }
+    replica(folder, 5)  # a new replica drops what a process that is gone left behind
+    assert from_folder(folder)["embedserve_input_tokens_total"] == 5
 
 
 @pytest.fixture(scope="module")

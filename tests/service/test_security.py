@@ -2,13 +2,15 @@
 
 Requests carry a marker that exists nowhere else: in texts, in a wrong API key, in bodies that
 are not JSON, have the wrong types, are too long, too many, or not the gzip they claim to be.
-The marker must appear in no response (body or headers) and in no file under the Ray session's
-log folder, which holds every process's log: proxy, replicas, controller, workers, raylet.
+The marker must appear in no response (body or headers) and in no log: the app's, in this
+process, and every file under the Ray session's log folder of the deployed service, which holds
+every process's log: proxy, replicas, controller, workers, raylet.
 ``test_main.py`` runs the same requests through ``python -m service`` over HAProxy.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,11 +21,14 @@ from typing import Any
 import httpx
 import pytest
 
+from .conftest import ClientFactory
+
 MARKER = f"zqx{uuid.uuid4().hex}qxz"
 # Token ids cannot carry text: an id no vocabulary has, searched for the same way.
 ID_MARKER = 918273645546372819
 KEY = f"key-{uuid.uuid4().hex}"
 LIMIT = 262144  # max_body_bytes of the deployments under test
+SETTINGS: dict[str, Any] = {"api_keys": [KEY], "max_body_bytes": LIMIT}
 
 
 @dataclass(frozen=True)
@@ -130,26 +135,44 @@ def logged_through(client: httpx.Client, key: str, logs: Path, timeout_s: float 
 
 
 @pytest.fixture(scope="module")
-def client(deploy: Callable[..., str]) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=deploy(api_keys=[KEY], max_body_bytes=LIMIT), timeout=60) as c:
+def client(make_client: ClientFactory) -> httpx.Client:
+    return make_client(**SETTINGS)
+
+
+@pytest.fixture(scope="module")
+def ray_client(deploy: Callable[..., str]) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=deploy(**SETTINGS), timeout=60) as c:
         yield c
 
 
 @pytest.fixture(scope="module")
-def ray_logs(client: httpx.Client) -> Path:
+def ray_logs(ray_client: httpx.Client) -> Path:
     """The log folder of the session's Ray instance (tests/conftest.py ``serve_url``)."""
     import ray
 
-    return Path(ray._private.worker._global_node.get_session_dir_path()) / "logs"
+    node = ray._private.worker._global_node
+    assert node is not None, "Ray is not started"
+    return Path(node.get_session_dir_path()) / "logs"
 
 
 def test_no_request_content_comes_back_in_a_response(client: httpx.Client) -> None:
     assert exchange(client, KEY) == []
 
 
-def test_no_request_content_or_key_reaches_the_logs(client: httpx.Client, ray_logs: Path) -> None:
-    exchange(client, KEY)
-    logged_through(client, KEY, ray_logs)
+def test_no_request_content_or_key_reaches_the_apps_log(
+    client: httpx.Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG):
+        exchange(client, KEY)
+    assert caplog.records, "the exchange logged nothing: the capture is not working"
+    assert leaks(caplog.text) == []
+
+
+def test_no_request_content_or_key_reaches_the_logs(
+    ray_client: httpx.Client, ray_logs: Path
+) -> None:
+    exchange(ray_client, KEY)
+    logged_through(ray_client, KEY, ray_logs)
     assert files_mentioning(ray_logs, SECRETS) == {}
 
 

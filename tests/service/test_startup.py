@@ -104,6 +104,7 @@ def test_a_model_file_that_hashes_wrong_is_refused_before_ray_starts(
     assert_one_line_error(done, "model.onnx", "sha256")
 
 
+@pytest.mark.ray  # starts Ray
 def test_a_model_the_runtime_cannot_read_fails_the_replica_in_one_line(
     minilm_artifact: Path, tmp_path: Path
 ) -> None:
@@ -116,6 +117,7 @@ def test_a_model_the_runtime_cannot_read_fails_the_replica_in_one_line(
     )
 
 
+@pytest.mark.ray  # starts Ray
 def test_a_precision_the_artifact_lacks_fails_the_replica_in_one_line(
     minilm_artifact: Path,
 ) -> None:
@@ -126,6 +128,7 @@ def test_a_precision_the_artifact_lacks_fails_the_replica_in_one_line(
     assert_one_line_error(done, "the replica failed to start: ArtifactError:", "no int8 model")
 
 
+@pytest.mark.ray  # starts Ray
 def test_a_replica_no_node_can_hold_times_out_in_one_line(minilm_artifact: Path) -> None:
     """Ray would wait for 64 GPUs forever; the launcher gives up at --startup-timeout-s."""
     done = launch(

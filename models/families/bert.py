@@ -1,0 +1,56 @@
+"""BERT, and the sentence-transformers models built on it (all-MiniLM-L6-v2 among them)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from ..checkpoint import CheckpointError
+from ..config import EncoderConfig
+from .family import Family, SentenceSettings
+
+NAMES = (
+    (r"embeddings\.word_embeddings\.", "embeddings.token."),
+    (r"embeddings\.position_embeddings\.", "embeddings.position."),
+    (r"embeddings\.token_type_embeddings\.", "embeddings.token_type."),
+    (r"embeddings\.LayerNorm\.", "embeddings.norm."),
+    (r"encoder\.layer\.(\d+)\.attention\.self\.query\.", r"layers.\1.attention.q_proj."),
+    (r"encoder\.layer\.(\d+)\.attention\.self\.key\.", r"layers.\1.attention.k_proj."),
+    (r"encoder\.layer\.(\d+)\.attention\.self\.value\.", r"layers.\1.attention.v_proj."),
+    (r"encoder\.layer\.(\d+)\.attention\.output\.dense\.", r"layers.\1.attention.out_proj."),
+    (r"encoder\.layer\.(\d+)\.attention\.output\.LayerNorm\.", r"layers.\1.norm1."),
+    (r"encoder\.layer\.(\d+)\.intermediate\.dense\.", r"layers.\1.ffn.up."),
+    (r"encoder\.layer\.(\d+)\.output\.dense\.", r"layers.\1.ffn.down."),
+    (r"encoder\.layer\.(\d+)\.output\.LayerNorm\.", r"layers.\1.norm2."),
+)
+IGNORED = re.compile(r"^(embeddings\.position_ids|pooler\..*)$")
+
+
+def read_config(cfg: dict[str, Any], folder: Path, settings: SentenceSettings) -> EncoderConfig:
+    """Our config from a BERT ``config.json``: post-norm, LayerNorm, learned positions."""
+    if cfg.get("position_embedding_type", "absolute") != "absolute":
+        raise CheckpointError(f"{folder}: only absolute position embeddings are supported")
+    act = cfg.get("hidden_act", "gelu")
+    if act not in ("gelu", "relu"):
+        raise CheckpointError(f"{folder}: activation {act!r} is not supported (gelu, relu)")
+    max_position = cfg["max_position_embeddings"]
+    return EncoderConfig(
+        vocab_size=cfg["vocab_size"],
+        d_model=cfg["hidden_size"],
+        n_heads=cfg["num_attention_heads"],
+        n_layers=cfg["num_hidden_layers"],
+        d_ff=cfg["intermediate_size"],
+        max_position=max_position,
+        max_seq_length=min(settings.max_seq_length or max_position, max_position),
+        type_vocab_size=cfg.get("type_vocab_size", 2),
+        activation=act,
+        pooling=settings.pooling,
+        dropout=cfg.get("hidden_dropout_prob", 0.1),
+        attention_dropout=cfg.get("attention_probs_dropout_prob", 0.1),
+        layer_norm_eps=cfg.get("layer_norm_eps", 1e-12),
+        pad_token_id=cfg.get("pad_token_id", 0),
+    )
+
+
+FAMILY = Family("bert", read_config, NAMES, IGNORED, prefix="bert.")

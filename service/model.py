@@ -1,0 +1,206 @@
+"""One served artifact: its tokenizer, backends, batcher, health probe and description.
+
+A replica holds one per model it serves (``service.engine``); requests reach it only through a
+task's pipeline (``service.tasks``), which checks them first. Blocking work runs on threads of
+its own, never on the event loop: tokenizing on the model's tokenizer thread, inference on the
+batcher's workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from typing import Generic, TypeVar
+
+import numpy as np
+
+from export.artifact import Artifact
+from models.tokenizer import Token, Tokenizer, TruncationSide
+
+from .backends import create_backends
+from .backends.base import Output, warm_up
+from .batching import DeadlineExceeded, QueueFull, TokenBudgetBatcher
+from .errors import ApiError
+from .metrics import Metrics
+from .protocol import Limit
+from .settings import BatchingConfig, ServiceSettings
+
+T = TypeVar("T")
+Out = TypeVar("Out")
+# Texts per job on the tokenizer thread: a large request is tokenized a chunk at a time, so a
+# small request that arrives meanwhile waits for one chunk (a few ms), not the whole request.
+TOKENIZE_CHUNK = 32
+
+
+@dataclass(frozen=True)
+class Result(Generic[Out]):
+    """A request's answer: its outputs in input order, and what it cost."""
+
+    outputs: Out  # the backend output's row per input, then what a task's post makes of them
+    token_count: int  # real tokens of its inputs
+    queue_s: float
+    inference_s: float
+
+
+class ServedModel:
+    def __init__(self, settings: ServiceSettings, artifact: Artifact, metrics: Metrics) -> None:
+        config = artifact.config
+        self.settings = settings
+        self.artifact = artifact
+        self.name = settings.model_name or config.model_name
+        self.aliases = frozenset({self.name, config.model_name})  # what a request may call it
+        self.dimension = config.dimension
+        self.max_length = config.max_seq_length
+        self.vocab_size = config.vocab_size
+        self.max_inputs = settings.max_inputs
+        # An artifact without a tokenizer (a random-config model) serves token ids only.
+        path = artifact.tokenizer_path
+        self.tokenizer = Tokenizer(path, self.max_length) if path is not None else None
+        self.backends = create_backends(settings, artifact)
+        for backend in [*self.backends.streams, self.backends.whole]:
+            if backend is not None:
+                warm_up(backend, self.max_length, config.pad_token_id)
+        self.batcher = TokenBudgetBatcher(
+            self.backends.streams,
+            settings.batching,
+            config.pad_token_id,
+            metrics.micro_batch_observer(self.name),
+            whole=self.backends.whole,
+            on_drop=metrics.drop_observer(self.name),
+        )
+        self._tokenizer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenize")
+
+    @property
+    def limits(self) -> dict[Limit, int]:
+        """The bounds its requests are checked against, for the API document."""
+        return {
+            "vocabulary": self.vocab_size - 1,
+            "dimension": self.dimension,
+            "inputs": self.max_inputs,
+        }
+
+    def close(self) -> None:
+        """Stop its threads. A replica's end with its process; a test's process builds many."""
+        self._tokenizer_thread.shutdown(wait=True, cancel_futures=True)
+        self.batcher.close()
+
+    def reconfigure(self, batching: BatchingConfig) -> None:
+        if batching.max_batch_tokens < self.max_length:
+            raise ValueError(
+                f"max_batch_tokens ({batching.max_batch_tokens}) must hold one input of the "
+                f"model's max length ({self.max_length})"
+            )
+        self.batcher.configure(batching)
+
+    async def tokenize(self, texts: list[str], side: TruncationSide, limit: int) -> list[list[int]]:
+        """Token ids per text, cut to at most ``limit``."""
+        work = partial(self.require_tokenizer().tokenize, side=side, limit=limit)
+        return await self._on_tokenizer_thread(work, texts)
+
+    async def token_details(self, texts: list[str], add_special_tokens: bool) -> list[list[Token]]:
+        """Each text's tokens with their text and character offsets."""
+        work = partial(self.require_tokenizer().tokens, add_special_tokens=add_special_tokens)
+        return await self._on_tokenizer_thread(work, texts)
+
+    async def _on_tokenizer_thread(
+        self, work: Callable[[list[str]], list[T]], texts: list[str]
+    ) -> list[T]:
+        """``work(texts)`` on the tokenizer thread, ``TOKENIZE_CHUNK`` texts a job."""
+        loop = asyncio.get_running_loop()
+        out: list[T] = []
+        for start in range(0, len(texts), TOKENIZE_CHUNK):
+            chunk = texts[start : start + TOKENIZE_CHUNK]
+            out += await loop.run_in_executor(self._tokenizer_thread, work, chunk)
+        return out
+
+    def require_tokenizer(self) -> Tokenizer:
+        if self.tokenizer is None:
+            raise ApiError(
+                400, "this model was exported without a tokenizer: send token ids", "input"
+            )
+        return self.tokenizer
+
+    async def run(
+        self, sequences: list[np.ndarray], output: Output, deadline: float | None = None
+    ) -> Result[list[np.ndarray]]:
+        """Every input's ``output`` through the shared batcher, gathered in order.
+
+        ``deadline`` is a ``time.perf_counter()`` time: past it, queued inputs are dropped (504).
+        """
+        start = time.perf_counter()
+        try:
+            results = await self.batcher.submit(sequences, output, deadline)
+        except QueueFull as full:
+            raise ApiError(
+                429,
+                "the server is busy: too much work queued, retry after the Retry-After seconds",
+                code="queue_full",
+                headers={"Retry-After": str(max(1, math.ceil(full.retry_after_s)))},
+            ) from None
+        except DeadlineExceeded:
+            raise ApiError(
+                504,
+                "the request's deadline passed before its inputs could run",
+                code="deadline_exceeded",
+            ) from None
+        first = min(r.started for r in results)
+        return Result(
+            outputs=[r.vector for r in results],
+            token_count=int(sum(len(s) for s in sequences)),
+            queue_s=max(0.0, first - start),
+            inference_s=max(r.finished for r in results) - first,
+        )
+
+    async def healthy(self, timeout_s: float = 10.0, stall_s: float = 60.0) -> bool:
+        """True when the model answers: a one-token probe when idle, progress when busy.
+
+        A busy replica is not probed through its own queue: under load the probe would wait
+        behind real work, fail, and get a healthy replica restarted. A micro-batch running for
+        longer than ``stall_s`` means the backend is stuck.
+        """
+        if self.batcher.running_since is not None or self.batcher.queued_inputs > 0:
+            return not self.batcher.stuck(stall_s)
+        probe = np.asarray([self.artifact.config.pad_token_id + 1], dtype=np.int64)
+        try:
+            submitted = self.batcher.submit([probe], probe=True)
+            [result] = await asyncio.wait_for(submitted, timeout_s)
+        except Exception:
+            return False
+        return bool(np.isfinite(result.vector).all())
+
+    def info(self) -> dict[str, object]:
+        settings = self.settings
+        return {
+            "model_id": self.name,
+            "process": os.getpid(),
+            "dimension": self.dimension,
+            "max_input_length": self.max_length,
+            "pooling": self.artifact.config.pooling,
+            "normalized_by_default": True,
+            "backend": {
+                "name": self.backends.choice.backend,
+                "precision": self.backends.choice.precision,
+                "reason": self.backends.choice.reason,
+                "streams": len(self.backends.streams),
+                "whole_for_lone_inputs": self.backends.whole is not None,
+                **self.backends.streams[0].describe(),
+            },
+            "batching": self.batcher.config.model_dump(),
+            "limits": {
+                "max_inputs": settings.max_inputs,
+                "max_body_bytes": settings.max_body_bytes,
+                "max_ongoing_requests": settings.max_ongoing_requests,
+                "max_queued_requests": settings.max_queued_requests,
+                "truncate_by_default": settings.truncate,
+            },
+        }
+
+    def card(self) -> dict[str, object]:
+        """The model as an entry of OpenAI's model list."""
+        return {"id": self.name, "object": "model", "created": 0, "owned_by": "embedserve"}

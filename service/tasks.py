@@ -1,0 +1,141 @@
+"""What a served model can be asked for: a task, run as a pipeline of three stages.
+
+``pre`` turns a request's texts or token ids into checked token id arrays (``service.checks``:
+empty, too many, too long, outside the vocabulary, ``dimensions`` out of range); ``core`` runs
+one *named* backend output for them through the model's shared batcher; ``post`` shapes that
+output into the answer (unit length and ``dimensions``, or every token's vector as it is).
+A pipeline records its stages' metrics, labelled with model and task, and nothing else does.
+A new task is a new entry of ``TASKS``: its output and its ``post``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, TypeGuard, cast
+
+import numpy as np
+
+from common.arrays import normalize_rows
+from models.tokenizer import Token, TruncationSide
+
+from .backends.base import Output
+from .checks import (
+    check_count,
+    check_dimensions,
+    check_texts,
+    count_limit,
+    cut,
+    reject_long,
+    token_arrays,
+)
+from .metrics import StageMetrics
+from .model import Result, ServedModel
+
+Task = Literal["embed", "embed_tokens"]
+Outputs = np.ndarray | list[np.ndarray]
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRequest:
+    """A request as a route parsed it: the inputs and what the caller asked of them."""
+
+    inputs: list[str] | list[list[int]]
+    truncate: bool
+    side: TruncationSide = "right"
+    normalize: bool = True
+    dimensions: int | None = None  # cut pooled vectors to this many (OpenAI)
+    deadline: float | None = None  # time.perf_counter() seconds; queued inputs then fail (504)
+
+
+def are_texts(inputs: list[str] | list[list[int]]) -> TypeGuard[list[str]]:
+    """Texts rather than token ids (called after ``check_count``: never empty)."""
+    return isinstance(inputs[0], str)
+
+
+def pooled(vectors: list[np.ndarray], request: TaskRequest) -> np.ndarray:
+    """``(n, D)`` pooled vectors → cut to ``dimensions``, then optionally unit length."""
+    stacked = np.stack(vectors)  # (n, D)
+    if request.dimensions is not None:
+        stacked = stacked[:, : request.dimensions]  # (n, dimensions)
+    if request.normalize:
+        stacked = normalize_rows(stacked)
+    return np.ascontiguousarray(stacked, dtype=np.float32)
+
+
+def per_token(vectors: list[np.ndarray], request: TaskRequest) -> list[np.ndarray]:
+    """Every input's ``(T, D)`` token vectors, as the backend gave them."""
+    return vectors
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    output: Output
+    post: Callable[[list[np.ndarray], TaskRequest], Outputs]
+
+
+TASKS: dict[Task, TaskSpec] = {
+    "embed": TaskSpec("sentence_embedding", pooled),
+    "embed_tokens": TaskSpec("token_embeddings", per_token),
+}
+
+
+class Pipeline:
+    """One task of one model: ``await pipeline(request)`` runs pre, core and post."""
+
+    def __init__(self, model: ServedModel, task: Task, metrics: StageMetrics) -> None:
+        self.model = model
+        self.task = task
+        self.spec = TASKS[task]
+        self.metrics = metrics
+
+    async def __call__(self, request: TaskRequest) -> Result[Outputs]:
+        metrics = self.metrics
+        start = time.perf_counter()
+        sequences = await self.pre(request)
+        metrics.tokenize.observe(time.perf_counter() - start)
+        metrics.request_inputs.observe(len(sequences))
+        ran = await self.core(sequences, request.deadline)
+        metrics.queue.observe(ran.queue_s)
+        metrics.inference.observe(ran.inference_s)
+        metrics.input_tokens.inc(ran.token_count)
+        outputs = self.spec.post(ran.outputs, request)
+        return Result(outputs, ran.token_count, ran.queue_s, ran.inference_s)
+
+    async def pre(self, request: TaskRequest) -> list[np.ndarray]:
+        """Checked token ids per input: texts tokenized (on the tokenizer thread), ids taken
+        as they are; over-long inputs cut, or refused with 413 when truncation is off."""
+        model, inputs = self.model, request.inputs
+        check_dimensions(request.dimensions, model.dimension)
+        check_count(len(inputs), model.max_inputs)
+        if are_texts(inputs):
+            check_texts(inputs)
+            limit = count_limit(model.max_length, request.truncate)
+            ids = await model.tokenize(inputs, request.side, limit)
+            if not request.truncate:
+                reject_long(ids, model.max_length)
+            return [np.asarray(seq, dtype=np.int64) for seq in ids]
+        arrays = token_arrays(cast("list[list[int]]", inputs), model.vocab_size)
+        if not request.truncate:
+            reject_long(arrays, model.max_length)
+            return arrays
+        return cut(arrays, model.max_length, request.side)
+
+    async def core(
+        self, sequences: list[np.ndarray], deadline: float | None
+    ) -> Result[list[np.ndarray]]:
+        depth = self.metrics.queue_depth
+        depth.inc(len(sequences))
+        try:
+            return await self.model.run(sequences, self.spec.output, deadline)
+        finally:
+            depth.dec(len(sequences))
+
+
+async def token_details(
+    model: ServedModel, texts: list[str], add_special_tokens: bool
+) -> list[list[Token]]:
+    """``/tokenize``: each text's tokens with offsets, for no more than ``max_inputs`` texts."""
+    check_count(len(texts), model.max_inputs)
+    return await model.token_details(texts, add_special_tokens)
