@@ -91,7 +91,8 @@ def builder_deployments(args: Mapping[str, Any], app_name: str) -> list[dict[str
     from service.app import build_app
 
     with _without_embedserve_env():
-        app = call_user_app_builder_with_args_if_necessary(build_app, dict(args))
+        # Ray annotates the builder as FunctionType; any plain function (build_app) is one.
+        app = call_user_app_builder_with_args_if_necessary(build_app, dict(args))  # type: ignore[arg-type]
         built = build_ray_app(app, name=app_name)
     return [
         deployment_to_schema(d).model_dump(exclude_unset=True, mode="json")

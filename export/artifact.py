@@ -39,11 +39,6 @@ INPUT_NAMES = ("input_ids", "attention_mask")
 OUTPUT_NAMES = ("token_embeddings", "sentence_embedding")
 
 Variant = Literal["default", "optimized", "int8"]
-VARIANT_FILES: dict[str, str] = {
-    "default": MODEL_FILE,
-    "optimized": OPTIMIZED_FILE,
-    "int8": INT8_FILE,
-}
 
 
 class ArtifactError(ExportError):
@@ -169,11 +164,6 @@ def read_manifest(folder: Path) -> dict[str, Any] | None:
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         return None
     return data
-
-
-def is_artifact(folder: Path) -> bool:
-    """True when ``folder`` holds an artifact manifest (it may be safely overwritten)."""
-    return read_manifest(folder) is not None
 
 
 def _read_json(path: Path) -> dict[str, Any]:

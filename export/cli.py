@@ -10,9 +10,20 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import get_args
 
 from .errors import ExportError
-from .options import DEFAULT_ATOL, DEFAULT_OPSET, SUPPORTED_OPSETS, ExportOptions
+from .options import (
+    DEFAULT_ATOL,
+    DEFAULT_OPSET,
+    SUPPORTED_OPSETS,
+    AttentionForm,
+    Device,
+    Exporter,
+    ExportOptions,
+    ExternalData,
+    Quantization,
+)
 
 DESCRIPTION = """Export a sentence encoder to an ONNX artifact folder, validated against PyTorch.
 
@@ -50,13 +61,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-seq-length", type=int, help="tokens per input (default: the model's config)"
     )
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--device", choices=get_args(Device), default="cpu")
     p.add_argument("--fp16", action="store_true", help="fp16 weights for GPU (needs --device cuda)")
     p.add_argument(
         "--optimize", action="store_true", help="also write model.optimized.onnx (ORT fusions)"
     )
     p.add_argument(
-        "--quantize", choices=("int8",), help="also write model.int8.onnx (dynamic int8)"
+        "--quantize",
+        choices=get_args(Quantization),
+        help="also write model.int8.onnx (dynamic int8)",
     )
     p.add_argument(
         "--atol",
@@ -78,14 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--attention",
-        choices=("math", "sdpa"),
+        choices=get_args(AttentionForm),
         default="math",
         help="attention form traced into the graph (default math: the leaner graph)",
     )
-    p.add_argument("--exporter", choices=("dynamo", "torchscript"), default="dynamo")
+    p.add_argument("--exporter", choices=get_args(Exporter), default="dynamo")
     p.add_argument(
         "--external-data",
-        choices=("auto", "always", "never"),
+        choices=get_args(ExternalData),
         default="auto",
         help="weights in model.onnx.data (auto: when they exceed 1 GiB)",
     )

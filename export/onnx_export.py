@@ -114,6 +114,8 @@ def _export_dynamo(model: SentenceEncoder, path: Path, opset: int, external: boo
         opset_version=opset,
         optimize=True,
     )
+    if program is None:  # only the TorchScript path returns None
+        raise RuntimeError("torch.onnx.export(dynamo=True) returned no ONNX program")
     program.save(str(path), external_data=external)
 
 

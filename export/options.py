@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from .errors import ExportError
 
@@ -12,13 +12,14 @@ Device = Literal["cpu", "cuda"]
 Exporter = Literal["dynamo", "torchscript"]
 AttentionForm = Literal["math", "sdpa"]
 ExternalData = Literal["auto", "always", "never"]
+Quantization = Literal["int8"]
 
 # Opset 20 is the default because it has a native Gelu op: the dynamo exporter emits it instead
 # of an Erf-based subgraph, and ONNX Runtime fuses it with the bias (BiasGelu). See docs/export.md.
 DEFAULT_OPSET = 20
 # The dynamo exporter implements opsets 18..25 (17 by down-conversion; above 25 it silently
 # writes a model ONNX Runtime rejects). The TorchScript exporter stops at 20 in practice.
-SUPPORTED_OPSETS: dict[str, range] = {"dynamo": range(17, 26), "torchscript": range(17, 21)}
+SUPPORTED_OPSETS: dict[Exporter, range] = {"dynamo": range(17, 26), "torchscript": range(17, 21)}
 DEFAULT_ATOL = {"fp32": 1e-4, "fp16": 5e-2}
 
 
@@ -33,7 +34,7 @@ class ExportOptions:
     device: Device = "cpu"
     fp16: bool = False
     optimize: bool = False
-    quantize: Literal["int8"] | None = None
+    quantize: Quantization | None = None
     atol: float | None = None  # None: DEFAULT_ATOL for the precision
     force: bool = False
     tokenizer: Path | None = None  # overrides (or supplies) the source folder's tokenizer.json
@@ -54,22 +55,20 @@ class ExportOptions:
 
     def validate(self) -> None:
         """Reject impossible combinations before loading anything (cheap, clear errors)."""
-        supported = SUPPORTED_OPSETS.get(self.exporter)
-        if supported is None:
-            raise ExportError(f"unknown exporter {self.exporter!r}; use dynamo or torchscript")
+        _check_choice("exporter", self.exporter, Exporter)
+        _check_choice("attention form", self.attention, AttentionForm)
+        _check_choice("device", self.device, Device)
+        _check_choice("external data setting", self.external_data, ExternalData)
+        if self.quantize is not None:
+            _check_choice("quantization", self.quantize, Quantization)
+        supported = SUPPORTED_OPSETS[self.exporter]
         if self.opset not in supported:
             raise ExportError(
                 f"unsupported opset {self.opset} for the {self.exporter} exporter; "
                 f"use {supported.start}..{supported.stop - 1} (default {DEFAULT_OPSET})"
             )
-        if self.attention not in ("math", "sdpa"):
-            raise ExportError(f"unknown attention form {self.attention!r}; use math or sdpa")
-        if self.device not in ("cpu", "cuda"):
-            raise ExportError(f"unknown device {self.device!r}; use cpu or cuda")
         if self.fp16 and self.device != "cuda":
             raise ExportError("--fp16 is for GPU inference; add --device cuda")
-        if self.quantize not in (None, "int8"):
-            raise ExportError(f"unsupported quantization {self.quantize!r}; use int8")
         if self.atol is not None and not self.atol > 0:
             raise ExportError(f"--atol must be positive, got {self.atol}")
         if self.max_seq_length is not None and self.max_seq_length < 1:
@@ -85,3 +84,10 @@ class ExportOptions:
         data["atol"] = self.tolerance
         del data["verbose"]
         return data
+
+
+def _check_choice(what: str, value: str, choices: object) -> None:
+    """Options built in code bypass argparse's ``choices``: the same ``Literal`` checks here."""
+    allowed = get_args(choices)
+    if value not in allowed:
+        raise ExportError(f"unknown {what} {value!r}; use {' or '.join(allowed)}")

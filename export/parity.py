@@ -16,6 +16,8 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
+from common import texts as corpus
+from common.arrays import cosine_rows, encode_batches
 from models import SentenceEncoder, Tokenizer
 
 from .artifact import INPUT_NAMES, OUTPUT_NAMES
@@ -39,17 +41,6 @@ def ragged_batch(
     mask = (np.arange(seq)[None, :] < lengths[:, None]).astype(np.int64)
     ids = rng.integers(0, vocab_size, size=(batch, seq), dtype=np.int64)
     return np.where(mask == 1, ids, pad_id).astype(np.int64), mask
-
-
-def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise cosine in float64 (the zero vector has cosine 1 with itself, 0 otherwise)."""
-    a = a.astype(np.float64)
-    b = b.astype(np.float64)
-    na = np.linalg.norm(a, axis=-1)
-    nb = np.linalg.norm(b, axis=-1)
-    both_zero = (na == 0) & (nb == 0)
-    cos = (a * b).sum(-1) / np.maximum(na * nb, 1e-300)
-    return np.where(both_zero, 1.0, cos)
 
 
 @dataclass(frozen=True)
@@ -158,34 +149,23 @@ def embed_texts(
     batch_size: int = 32,
 ) -> np.ndarray:
     """Raw (not normalised) sentence embeddings of ``texts``, in order, batched by length."""
+
+    def run(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        feed = dict(zip(INPUT_NAMES, (ids, mask), strict=True))
+        (pooled,) = session.run([OUTPUT_NAMES[1]], feed)  # (B, D)
+        return np.asarray(pooled)
+
     ids = tokenizer.tokenize(list(texts))
-    order = np.argsort([-len(s) for s in ids], kind="stable")
-    out: np.ndarray | None = None
-    for start in range(0, len(texts), batch_size):
-        chunk = order[start : start + batch_size]
-        batch = tokenizer.pad([ids[i] for i in chunk])
-        feed = dict(zip(INPUT_NAMES, (batch.input_ids, batch.attention_mask), strict=True))
-        (pooled,) = session.run([OUTPUT_NAMES[1]], feed)
-        if out is None:
-            out = np.empty((len(texts), pooled.shape[1]), dtype=np.float32)
-        out[chunk] = pooled
-    return out if out is not None else np.empty((0, 0), dtype=np.float32)
+    return encode_batches(ids, run, tokenizer.pad_id, batch_size=batch_size)
 
 
 def real_texts() -> tuple[list[str], str]:
-    """All built-in sentences and passages (passages may not exist yet), and a label."""
-    from common import texts as corpus
-
-    texts = corpus.sentences()
-    label = f"common.texts: {len(texts)} sentences"
-    try:
-        passages = corpus.passages()
-    except FileNotFoundError:
-        passages = []
-    if passages:
-        texts += passages
-        label += f" + {len(passages)} passages"
-    return texts, label
+    """Every built-in sentence and passage, and a label saying how many of each."""
+    sentences, passages = corpus.sentences(), corpus.passages()
+    return (
+        sentences + passages,
+        f"common.texts: {len(sentences)} sentences + {len(passages)} passages",
+    )
 
 
 def int8_agreement(

@@ -9,10 +9,22 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, get_args
 
 from pydantic import ValidationError
 
-from .config import DEFAULT_DURATION_S, DEFAULT_SWEEP_STEP_S, LoadConfig
+from .config import (
+    DEFAULT_DURATION_S,
+    DEFAULT_SWEEP_STEP_S,
+    Api,
+    BuiltinWorkload,
+    EncodingFormat,
+    LoadConfig,
+    Mode,
+)
+
+if TYPE_CHECKING:
+    from .summary import Summary
 
 EPILOG = """examples:
   python -m loadtest --url http://127.0.0.1:8000 --mode closed --concurrency 4 --workload batch
@@ -32,15 +44,15 @@ def run_parser() -> argparse.ArgumentParser:
     p.add_argument("--url", required=True, help="base URL (route added per --api) or endpoint")
     p.add_argument(
         "--api",
-        choices=["openai", "tei"],
+        choices=get_args(Api),
         default="openai",
         help="openai: POST /v1/embeddings {input}; tei: POST /embed {inputs}",
     )
     p.add_argument("--model", help="model field for OpenAI-style requests")
-    p.add_argument("--encoding-format", choices=["float", "base64"], default="float")
+    p.add_argument("--encoding-format", choices=get_args(EncodingFormat), default="float")
     p.add_argument("--api-key", help="sent as Authorization: Bearer KEY")
     g = p.add_argument_group("load")
-    g.add_argument("--mode", choices=["open", "closed"], help="default: open with --rate")
+    g.add_argument("--mode", choices=get_args(Mode), help="default: open with --rate")
     g.add_argument("--rate", type=float, help="open loop: Poisson arrivals per second")
     g.add_argument("--concurrency", type=int, default=1, help="closed loop: clients")
     g.add_argument("--sweep", action="store_true", help="raise --rate until the SLO breaks")
@@ -52,7 +64,7 @@ def run_parser() -> argparse.ArgumentParser:
     w = p.add_argument_group("workload")
     w.add_argument(
         "--workload",
-        choices=["short", "batch", "long", "mixed"],
+        choices=get_args(BuiltinWorkload),
         default="short",
         help="short: 1 sentence/request; batch: --batch-size sentences; long: ~250-token "
         "passages; mixed: 60%% short, 30%% batch, 10%% 4 passages (built-in English prose)",
@@ -77,7 +89,7 @@ def run_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> LoadConfig:
-    mode = args.mode or ("open" if args.rate is not None or args.sweep else "closed")
+    mode: Mode = args.mode or ("open" if args.rate is not None or args.sweep else "closed")
     return LoadConfig(
         url=args.url,
         api=args.api,
@@ -107,23 +119,26 @@ def config_from_args(args: argparse.Namespace) -> LoadConfig:
     )
 
 
-def _report(summary) -> str:
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _report(summary: Summary) -> str:
     lat = summary.latency_ms
-    fmt = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
     lines = [
         f"requests {summary.requests} (ok {summary.ok}, errors {summary.errors}) "
         f"in {summary.duration_s:.1f} s{'  [interrupted]' if summary.interrupted else ''}",
         f"throughput {summary.throughput_rps:.1f} req/s, {summary.inputs_per_s:.1f} inputs/s"
         + (f", {summary.tokens_per_s:.0f} tokens/s" if summary.tokens_per_s else ""),
-        f"latency ms  p50 {fmt(lat.p50)}  p90 {fmt(lat.p90)}  p99 {fmt(lat.p99)}  "
-        f"p99.9 {fmt(lat.p999)}  max {fmt(lat.max)}",
+        f"latency ms  p50 {_fmt(lat.p50)}  p90 {_fmt(lat.p90)}  p99 {_fmt(lat.p99)}  "
+        f"p99.9 {_fmt(lat.p999)}  max {_fmt(lat.max)}",
         f"status {summary.status_counts}",
     ]
     if summary.server is not None:
         s = summary.server
         lines.append(
-            f"server ms/request  queue {fmt(s.queue_ms)}  tokenize {fmt(s.tokenize_ms)}  "
-            f"inference {fmt(s.inference_ms)}  other {fmt(s.other_ms)}"
+            f"server ms/request  queue {_fmt(s.queue_ms)}  tokenize {_fmt(s.tokenize_ms)}  "
+            f"inference {_fmt(s.inference_ms)}  other {_fmt(s.other_ms)}"
         )
     if summary.sweep is not None:
         best = summary.sweep.max_rate_rps

@@ -9,8 +9,10 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 Api = Literal["openai", "tei"]
+EncodingFormat = Literal["float", "base64"]
 Mode = Literal["open", "closed"]
-Workload = Literal["short", "batch", "long", "mixed", "file"]
+BuiltinWorkload = Literal["short", "batch", "long", "mixed"]  # built-in texts (--workload)
+Workload = Literal[BuiltinWorkload, "file"]  # "file": the texts of --texts
 
 DEFAULT_PATHS: dict[str, str] = {"openai": "/v1/embeddings", "tei": "/embed"}
 DEFAULT_DURATION_S = 30.0
@@ -25,31 +27,39 @@ class LoadConfig(BaseModel):
 
     url: str = Field(description="server base URL, or the full endpoint URL")
     api: Api = "openai"
-    model: str | None = Field(None, description="model field of OpenAI requests")
-    encoding_format: Literal["float", "base64"] = "float"
+    model: str | None = Field(default=None, description="model field of OpenAI requests")
+    encoding_format: EncodingFormat = "float"
     api_key: SecretStr | None = None
 
     mode: Mode = "closed"
-    rate: float | None = Field(None, gt=0, description="open loop: requests/s (sweep: start)")
-    concurrency: int = Field(1, ge=1, description="closed loop: clients back to back")
+    rate: float | None = Field(
+        default=None, gt=0, description="open loop: requests/s (sweep: start)"
+    )
+    concurrency: int = Field(default=1, ge=1, description="closed loop: clients back to back")
     sweep: bool = False
-    slo_p99_ms: float = Field(100.0, gt=0)
-    sweep_factor: float = Field(1.5, gt=1.0, description="rate multiplier between sweep steps")
-    sweep_max_steps: int = Field(12, ge=1)
-    sweep_refine: int = Field(2, ge=0, description="bisection steps after the first failure")
+    slo_p99_ms: float = Field(default=100.0, gt=0)
+    sweep_factor: float = Field(
+        default=1.5, gt=1.0, description="rate multiplier between sweep steps"
+    )
+    sweep_max_steps: int = Field(default=12, ge=1)
+    sweep_refine: int = Field(
+        default=2, ge=0, description="bisection steps after the first failure"
+    )
 
     workload: Workload = "short"
-    batch_size: int | None = Field(None, ge=1, description="inputs per request")
+    batch_size: int | None = Field(default=None, ge=1, description="inputs per request")
     texts: Path | None = None
 
-    duration_s: float | None = Field(None, gt=0)
-    requests: int | None = Field(None, ge=1)
-    warmup_s: float = Field(0.0, ge=0)
-    timeout_s: float = Field(30.0, gt=0)
-    max_in_flight: int | None = Field(None, ge=1, description="open loop: cap before dropping")
+    duration_s: float | None = Field(default=None, gt=0)
+    requests: int | None = Field(default=None, ge=1)
+    warmup_s: float = Field(default=0.0, ge=0)
+    timeout_s: float = Field(default=30.0, gt=0)
+    max_in_flight: int | None = Field(
+        default=None, ge=1, description="open loop: cap before dropping"
+    )
     seed: int = 0
 
-    name: str | None = Field(None, description="label for plots and compare tables")
+    name: str | None = Field(default=None, description="label for plots and compare tables")
     out: Path | None = None
     progress: bool = True
     write_samples: bool = True

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -208,5 +209,5 @@ class LoadRunner:
         )
 
 
-def latencies_ms(samples: list[Sample], outcome: str = "ok") -> np.ndarray:
+def latencies_ms(samples: Sequence[Sample], outcome: str = "ok") -> np.ndarray:
     return np.array([s.latency_ms for s in samples if s.outcome == outcome], dtype=np.float64)

@@ -15,18 +15,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
 
 import orjson
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from service.ingress import free_port
 
 
 @dataclass

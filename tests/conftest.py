@@ -28,9 +28,10 @@ RAY_FIXTURE = "serve_url"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark ``ray`` what needs the Ray instance: its fixture is in the test's closure."""
+    """Mark ``ray`` what needs the Ray instance (its fixture is in the test's closure) and the
+    multi-node scenarios, which start clusters of their own."""
     for item in items:
-        if RAY_FIXTURE in getattr(item, "fixturenames", ()):
+        if RAY_FIXTURE in getattr(item, "fixturenames", ()) or item.get_closest_marker("multinode"):
             item.add_marker(pytest.mark.ray)
 
 

@@ -7,13 +7,10 @@ from typing import Any
 import httpx
 import numpy as np
 
+from common.arrays import cosine_rows as cosine
 from service.ingress import free_port
 
 __all__ = ["cosine", "embed", "free_port"]
-
-
-def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
 
 
 def embed(client: httpx.Client, texts: list[str], **extra: Any) -> np.ndarray:

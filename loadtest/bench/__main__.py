@@ -2,9 +2,9 @@
 
 Phases: the fp32 PyTorch reference vectors; offline rounds (sentence-transformers and every
 embedserve CPU backend); the load generator against a stub; embedserve served (W1-W4, then W2
-paired with its own backend offline, then quality of service under load, ``qos``); issue 8's
-optimisations, before → after (server variants back to back, then the served backend offline);
-finally results.json, the plots and the Markdown.
+paired with its own backend offline, then quality of service under load, ``qos``); with
+``--studies`` only, issue 8's one-off optimisation studies (``studies``); finally results.json,
+the plots and the Markdown.
 """
 
 from __future__ import annotations
@@ -30,31 +30,29 @@ import numpy as np  # noqa: E402
 from common import texts as corpus  # noqa: E402
 
 from .. import plots as lt_plots  # noqa: E402
+from ..config import LoadConfig  # noqa: E402
 from ..driver import RunResult, run  # noqa: E402
 from ..summary import now  # noqa: E402
 from ..workload import chunks  # noqa: E402
-from . import figures, flops, offline, optimisations, qos, report, served  # noqa: E402
+from . import figures, flops, offline, qos, report, served, studies  # noqa: E402
 from .collect import (  # noqa: E402
     accuracy,
     client_rows,
-    cosines,
     long_flops,
     offline_rows,
     served_rows,
     served_system,
-    served_variant,
 )
 from .cpu import CpuBreakdown  # noqa: E402
 from .machine import machine  # noqa: E402
 from .results import (  # noqa: E402
     Accuracy,
     BenchResults,
+    BenchSettings,
     LongPassageFlops,
-    Optimisation,
     PeakResult,
     QosResults,
     Row,
-    ServedVariant,
     ServedVsOffline,
     Shape,
 )
@@ -62,19 +60,13 @@ from .results import (  # noqa: E402
 log = logging.getLogger("loadtest.bench")
 DEFAULT_ARTIFACT = Path("artifacts/all-MiniLM-L6-v2")
 SLO_P99_MS = 100.0
-SINGLE_STRIDE = 6  # single-sentence rows cost one call per text: every sixth sentence
+SINGLE_STRIDE = 6  # single-sentence rows cost one call per text: one sentence in six
 PAIRS = 4
-# Issue 8's served variants, run back to back in this order (the defaults in the middle, next to
-# both): short W1 and W2 each, seconds before --quick's scale.
-VARIANTS = (
-    ("proxy", ("--ingress", "proxy")),
-    ("streams", ("--streams", "1")),
-    ("default", ()),
-    ("replicas", ("--num-replicas", "2", "--num-cpus", "1")),
-    ("wait", ("--batch-wait-timeout-s", "0.002")),
-)
-VARIANT_SECONDS = {"w1": 8.0, "w2": 12.0}
-VARIANT_WARMUP_S = 2.0
+QUICK_SCALE = 0.25  # --quick: every run this fraction of its length
+
+
+def time_scale(args: argparse.Namespace) -> float:
+    return QUICK_SCALE if args.quick else 1.0
 
 
 @cache
@@ -90,6 +82,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=3, help="interleaved offline rounds")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 2, help="inference threads")
     p.add_argument("--quick", action="store_true", help="short runs: check the pipeline only")
+    p.add_argument(
+        "--studies",
+        action="store_true",
+        help="also run issue 8's one-off optimisation studies (server variants back to back, "
+        "micro-batching and threads offline, the backend chain): ~5 min more on two cores",
+    )
     return p.parse_args(argv)
 
 
@@ -107,38 +105,44 @@ class Texts:
     shapes: list[Shape]
     singles_file: Path
     reference: np.ndarray  # fp32 PyTorch: every sentence, then every passage
+    passage_tokens: list[int]  # real tokens of each passage the batches hold, as served
 
     @property
     def sentence_reference(self) -> np.ndarray:
         """The reference vectors of the sentences alone, in corpus order."""
-        return self.reference[: len(self.reference) - sum(len(b) for b in self.batches["long8"])]
+        return self.reference[: next(s.texts for s in self.shapes if s.key == "short32")]
 
 
-def texts(quick: bool) -> Texts:
+def texts(quick: bool, artifact: Path) -> Texts:
+    """The corpus cut as W1-W3 send it (``served.CLOSED_LOOPS``), and its reference vectors."""
     from models import load_pretrained
 
     sentences, passages = corpus.sentences(), corpus.passages()
     singles = sentences[::SINGLE_STRIDE][: 64 if quick else None]
+    short, long = served.CLOSED_LOOPS["w2"].inputs, served.CLOSED_LOOPS["w3"].inputs
     batches = {
         "single": chunks(singles, 1, len(singles)),
-        "short32": chunks(sentences, 32, -(-len(sentences) // 32)),
-        "long8": chunks(passages, 8, len(passages) // 8),
+        "short32": chunks(sentences, short, -(-len(sentences) // short)),
+        "long8": chunks(passages, long, len(passages) // long),
     }
+    tokens = flops.token_lengths(artifact, [p for batch in batches["long8"] for p in batch])
     shapes = [
         Shape(key="single", label="1 sentence", inputs_per_request=1, texts=len(singles)),
-        Shape(key="short32", label="32 sentences", inputs_per_request=32, texts=len(sentences)),
-        Shape(key="long8", label="8 passages (~250 tokens)", inputs_per_request=8,
-              texts=len(passages)),
+        Shape(key="short32", label=f"{short} sentences", inputs_per_request=short,
+              texts=len(sentences)),
+        Shape(key="long8", label=f"{long} passages (~{np.mean(tokens):.0f} tokens)",
+              inputs_per_request=long, texts=len(passages)),
     ]  # fmt: skip
     singles_file = work_dir() / "single_sentences.txt"
     singles_file.write_text("\n".join(singles) + "\n", encoding="utf-8")
     log.info("reference: fp32 PyTorch over %d texts", len(sentences) + len(passages))
     reference = load_pretrained("all-MiniLM-L6-v2").encode(sentences + passages, batch_size=32)
-    return Texts(batches, shapes, singles_file, reference)
+    return Texts(batches, shapes, singles_file, reference, tokens)
 
 
 @dataclass
 class Served:
+    configs: dict[str, LoadConfig]  # W1-W3
     runs: dict[str, RunResult]
     vectors: np.ndarray
     vs_offline: ServedVsOffline | None
@@ -166,7 +170,7 @@ def served_backend(
 def serve_and_load(
     args: argparse.Namespace, t: Texts, encoders: list[offline.Encoder], assets: Path
 ) -> Served:
-    scale = 0.25 if args.quick else 1.0
+    scale = time_scale(args)
     with served.embedserve(args.artifact, args.threads, work_dir() / "server.log") as server:
         url = server.url
         vectors = served.served_vectors(url, t.batches["short32"] + t.batches["long8"])
@@ -179,10 +183,10 @@ def serve_and_load(
         # Quality of service last, in this same server: the overload is sized by this server's
         # own W2, a fresh server would add a minute of start-up to make bench, and nothing else
         # is measured here after the flood, so whatever it leaves behind can disturb nothing.
-        log.info("quality of service: bulk, a 5 MB input, overload")
+        log.info("quality of service: bulk, a %d MiB input, overload", qos.HUGE_BYTES >> 20)
         capacity = runs["w2"].summary.throughput_rps
         qos_results = qos.run_qos(url, server.pid, capacity, assets, scale)
-    return Served(runs, vectors, vs_offline, cpu, qos_results)
+    return Served(configs, runs, vectors, vs_offline, cpu, qos_results)
 
 
 def paired_vs_offline(
@@ -207,6 +211,7 @@ def paired_vs_offline(
         return max(offline.one_pass(same, batches), offline.streams_pass(streams, batches))
 
     pairs = served.paired_w2(url, best_offline, PAIRS, seconds)
+    w2 = served.CLOSED_LOOPS["w2"]
     return ServedVsOffline(
         backend=same.name,
         served_inputs_per_s=float(np.median([s for _, s in pairs])),
@@ -215,92 +220,16 @@ def paired_vs_offline(
         pairs=pairs,
         seconds_per_served_run=seconds,
         offline_streams=len(streams),
+        inputs_per_request=w2.inputs,
+        clients=w2.clients,
     )
-
-
-def served_variants(args: argparse.Namespace, t: Texts) -> list[ServedVariant]:
-    """Issue 8's served pairs: each of ``VARIANTS`` in a fresh server, warmed up with one pass of
-    every sentence (whose vectors give its min cosine), then short W1 and W2."""
-    scale = 0.25 if args.quick else 1.0
-    out = []
-    for key, flags in VARIANTS:
-        log.info("served variant %s: %s", key, " ".join(flags) or "defaults")
-        log_file = work_dir() / f"server-{key}.log"
-        with served.embedserve(args.artifact, args.threads, log_file, flags) as server:
-            vectors = served.served_vectors(server.url, t.batches["short32"])
-            configs = served.workloads(
-                server.url, None, t.singles_file, scale, VARIANT_SECONDS, VARIANT_WARMUP_S
-            )
-            runs, _ = served.run_all(configs)
-        cos = float(cosines(vectors, t.sentence_reference).min())
-        v = served_variant(key, list(flags), runs["w1"].summary, runs["w2"].summary, cos)
-        log.info("%s: W1 p50 %.1f ms, W2 %.1f inputs/s", key, v.w1_p50_ms or 0, v.w2_inputs_per_s)
-        out.append(v)
-    return out
-
-
-def offline_optimisations(
-    args: argparse.Namespace, t: Texts, same: offline.BackendEncoder
-) -> list[Optimisation]:
-    """(c) length-sorted micro-batches and (e) threads per replica, on the served backend and the
-    32-sentence batches, in interleaved rounds."""
-    batches = t.batches["short32"]
-    arrival = same.variant(", one call in arrival order", sort_by_length=False)
-    encoders: list[offline.Encoder] = [same, arrival]
-    one_thread = None
-    if args.threads > 1:
-        built, _ = offline.backend_encoders(
-            args.artifact, 1, ((same.backend.name, same.backend.precision),), ", 1 thread"
-        )
-        one_thread = built[0] if built else None
-        encoders += [one_thread] if one_thread else []
-    rounds = 1 if args.quick else args.rounds
-    log.info("offline optimisations on %s: %d rounds", same.name, rounds)
-    measured = offline.measure(encoders, {"short32": batches}, rounds)
-    sentences = t.sentence_reference
-    backend = f"{same.backend.name} {same.backend.precision}"
-    padding = optimisations.padding_metric(
-        offline.padding_share(arrival, batches), offline.padding_share(same, batches)
-    )
-    out = [
-        optimisations.offline_pair(
-            "micro_batches",
-            "Length-sorted micro-batches",
-            ("each batch padded as it came, one call", "sorted + `plan_micro_batches`"),
-            measured[(arrival.name, "short32")],
-            measured[(same.name, "short32")],
-            sentences,
-            f"Offline, the served backend ({backend}, {args.threads} threads) on the "
-            f"32-sentence batches ({len(batches)}): each batch padded to its longest sentence in "
-            "arrival order and run in one backend call, against the replica's path (sort by "
-            "length, cut with `plan_micro_batches`, one call per micro-batch). Padding share: "
-            "1 − real tokens ÷ Σ per call (inputs × longest), from the artifact's tokenizer.",
-            (padding,),
-        )
-    ]
-    if one_thread is not None:
-        out.append(
-            optimisations.offline_pair(
-                "threads",
-                "Threads per replica: 1 → all cores",
-                ("1 intra-op thread (`make serve` before)", f"{args.threads} (all cores)"),
-                measured[(one_thread.name, "short32")],
-                measured[(same.name, "short32")],
-                sentences,
-                f"Offline, the served backend ({backend}) built by `create_backend` with a CPU "
-                f"budget of 1 and of {args.threads}, on the 32-sentence batches "
-                f"({len(batches)}, the replica's path).",
-            )
-        )
-    return out
 
 
 def long_passage_flops(
     artifact: Path, t: Texts, rows: list[Row], peak: PeakResult
 ) -> LongPassageFlops:
-    """Issue 8: useful FLOP/s of the 8-passage rows, from the real tokens of the same passages."""
-    passages = [text for batch in t.batches["long8"] for text in batch]
-    lengths = flops.token_lengths(artifact, passages)
+    """Issue 8: useful FLOP/s of the passage rows, from the real tokens of the same passages."""
+    lengths = t.passage_tokens
     config = flops.artifact_encoder_config(artifact)
     encoder = {k: getattr(config, k) for k in ("n_layers", "d_model", "n_heads", "d_ff")}
     mean = flops.mean_flops(config, lengths)
@@ -324,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     from models import get_model_path
 
     torch.set_num_threads(args.threads)
-    t = texts(args.quick)
+    t = texts(args.quick, args.artifact)
 
     log.info("bf16 matmul peak at %d threads", args.threads)
     peak_before = flops.bf16_matmul_peak(args.threads)
@@ -344,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     }
 
     log.info("client overhead against a stub server")
-    overhead = client_rows(served.client_overhead(0.25 if args.quick else 1.0))
+    overhead = client_rows(served.client_overhead(time_scale(args)))
 
     log.info("served: starting embedserve")
     s = serve_and_load(args, t, encoders, assets)
@@ -357,17 +286,15 @@ def main(argv: list[str] | None = None) -> int:
         row.vs_baseline = row.inputs_per_s / baseline[row.shape] if row.shape in baseline else None
     passage_flops = long_passage_flops(args.artifact, t, rows, peak)
 
-    log.info("optimisations (issue 8): server variants back to back")
-    t_opt = time.perf_counter()
-    variants = served_variants(args, t)
-    same = served_backend(encoders, s.runs["w1"].summary.server_info)
-    offline_opts = offline_optimisations(args, t, same) if same is not None else []
-    chain = optimisations.backend_chain(rows, t.shapes, acc)
-    optimised = optimisations.in_order(
-        [*optimisations.served_optimisations(variants), *offline_opts, *([chain] if chain else [])]
-    )
-    opt_s = time.perf_counter() - t_opt
-    log.info("optimisations took %.0f s", opt_s)
+    found = None
+    if args.studies:
+        log.info("studies (issue 8): server variants back to back, then offline")
+        found = studies.run_studies(
+            args.artifact, args.threads, 1 if args.quick else args.rounds, time_scale(args),
+            served_backend(encoders, s.runs["w1"].summary.server_info),
+            t.batches["short32"], t.sentence_reference, t.singles_file, work_dir(),
+            (rows, t.shapes, acc),
+        )  # fmt: skip
     host.load_avg_end = os.getloadavg()
 
     labels = {shape.key: shape.label for shape in t.shapes}
@@ -382,18 +309,21 @@ def main(argv: list[str] | None = None) -> int:
     results = BenchResults(
         generated_at=started.isoformat(timespec="seconds"),
         command="make bench    # = .venv/bin/python -m loadtest.bench"
-        + (" --quick" if args.quick else ""),
+        + (" --quick" if args.quick else "")
+        + (" --studies" if args.studies else ""),
         duration_s=time.perf_counter() - t0,
         machine=host,
-        settings={
-            "rounds": args.rounds,
-            "threads": args.threads,
-            "quick": args.quick,
-            "slo_p99_ms": SLO_P99_MS,
-            "skipped_backends": skipped,
-            "durations": {k: f"{r.summary.config['duration_s']:g} s" for k, r in s.runs.items()},
-            "optimisations_s": round(opt_s),
-        },
+        settings=BenchSettings(
+            rounds=args.rounds,
+            threads=args.threads,
+            quick=args.quick,
+            slo_p99_ms=SLO_P99_MS,
+            single_stride=SINGLE_STRIDE,
+            clients={name: loop.clients for name, loop in served.CLOSED_LOOPS.items()},
+            durations={k: f"{r.summary.config['duration_s']:g} s" for k, r in s.runs.items()},
+            reproduce_w2=served.command(s.configs["w2"]),
+            skipped_backends=skipped,
+        ),
         shapes=t.shapes,
         rows=rows,
         accuracy=acc,
@@ -405,8 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         client_overhead=overhead,
         plots=[str(p.relative_to(args.doc.parent)) for p in plots if p.is_file()],
         long_flops=passage_flops,
-        served_variants=variants,
-        optimisations=optimised,
+        studies=found,
         qos=s.qos,
     )
     assets.mkdir(parents=True, exist_ok=True)

@@ -4,27 +4,22 @@ from __future__ import annotations
 
 import numpy as np
 
+from common.arrays import cosine_rows
+
 from ..driver import RunResult
-from ..summary import Summary
 from .offline import Measurement
-from .results import (
-    Accuracy,
-    ClientOverhead,
-    FlopRate,
-    LongPassageFlops,
-    PeakResult,
-    Row,
-    ServedVariant,
-    Shape,
-)
+from .results import Accuracy, ClientOverhead, FlopRate, LongPassageFlops, PeakResult, Row, Shape
+from .served import CLOSED_LOOPS
 
 BASELINE = "sentence-transformers fp32"
 SERVED_ROWS = {  # run name → (shape, load)
-    "w1": ("single", "W1: closed ×1 (sequential)"),
-    "w2": ("short32", "W2: closed ×4"),
-    "w3": ("long8", "W3: closed ×2"),
+    **{
+        name: (loop.shape, f"{name.upper()}: closed ×{loop.clients}"
+               + (" (sequential)" if loop.clients == 1 else ""))
+        for name, loop in CLOSED_LOOPS.items()
+    },
     "w4": ("single", "W4: open loop, highest rate within the p99 objective"),
-}
+}  # fmt: skip
 
 
 def accuracy(short: np.ndarray | None, long: np.ndarray | None, reference: np.ndarray) -> Accuracy:
@@ -41,10 +36,7 @@ def cosines(vectors: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """Row by row cosine similarity, over the rows both have: the first pass of batches that
     wrap around the corpus, or the first texts of a longer reference."""
     n = min(len(vectors), len(reference))
-    vectors, reference = vectors[:n], reference[:n]
-    return (vectors * reference).sum(1) / (
-        np.linalg.norm(vectors, axis=1) * np.linalg.norm(reference, axis=1)
-    )
+    return cosine_rows(vectors[:n], reference[:n])
 
 
 def offline_rows(
@@ -111,13 +103,13 @@ def served_rows(runs: dict[str, RunResult], system: str, acc: Accuracy) -> list[
 
 
 def client_rows(runs: dict[str, RunResult]) -> list[ClientOverhead]:
-    labels = {"short": "1 sentence", "short32": "32 sentences (384-d answers)"}
+    """``served.client_overhead``'s runs, keyed by what one request held."""
     out = []
     for name, result in runs.items():
         s = result.summary
         out.append(
             ClientOverhead(
-                shape=labels.get(name, name),
+                shape=name,
                 concurrency=int(s.config.get("concurrency", 1)),
                 requests_per_s=s.throughput_rps,
                 cpu_ms_per_request=s.client.cpu_ms_per_request or 0.0,
@@ -166,26 +158,4 @@ def long_flops(
         mean_flops=mean_flops,
         peak=peak,
         rates=rates,
-    )
-
-
-def served_variant(
-    key: str, flags: list[str], w1: Summary, w2: Summary, min_cosine: float | None
-) -> ServedVariant:
-    """A server variant's short W1 and W2, with its configuration as its /info reported it."""
-    info = w2.server_info or {}
-    batching = info.get("batching") or {}
-    return ServedVariant(
-        key=key,
-        flags=flags,
-        ingress=info.get("ingress"),
-        batch_wait_timeout_s=batching.get("batch_wait_timeout_s"),
-        streams=(info.get("backend") or {}).get("streams"),
-        w1_p50_ms=w1.latency_ms.p50,
-        w1_p99_ms=w1.latency_ms.p99,
-        w2_inputs_per_s=w2.inputs_per_s,
-        w2_p50_ms=w2.latency_ms.p50,
-        errors=w1.errors + w2.errors,
-        seconds={"w1": w1.duration_s, "w2": w2.duration_s},
-        min_cosine=min_cosine,
     )

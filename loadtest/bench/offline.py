@@ -17,13 +17,34 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
+from common.arrays import encode_batches, normalize_rows
+from service.batching import plan_micro_batches
+from service.settings import BackendName, Precision, ServiceSettings
+
 log = logging.getLogger(__name__)
+
+
+class TokenizesTexts(Protocol):
+    """What the replica's path needs of a tokenizer (``models.Tokenizer`` or a test's)."""
+
+    def tokenize(self, texts: list[str]) -> list[list[int]]: ...
+
+
+class RunsBatches(Protocol):
+    """What the replica's path needs of a backend (``service.backends.base.Backend``)."""
+
+    name: str
+    precision: str
+
+    def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray: ...
 
 
 class Encoder:
@@ -52,18 +73,15 @@ class SentenceTransformersEncoder(Encoder):
 class BackendEncoder(Encoder):
     """An embedserve backend behind the replica's batching steps (one request = one batch).
 
-    ``sort_by_length=False`` is the naive path the replica's micro-batching replaced: the batch
-    padded as it came, in one backend call (the optimisations section measures the difference).
     ``label`` tells apart encoders of the same backend and precision.
     """
 
     def __init__(
         self,
-        backend,
-        tokenizer,
+        backend: RunsBatches,
+        tokenizer: TokenizesTexts,
         pad_id: int,
         overhead_tokens: int,
-        sort_by_length: bool = True,
         label: str = "",
     ) -> None:
         self.backend = backend
@@ -71,55 +89,28 @@ class BackendEncoder(Encoder):
         self.tokenizer = tokenizer
         self.pad_id = pad_id
         self.overhead_tokens = overhead_tokens
-        self.sort_by_length = sort_by_length
 
-    def variant(self, label: str, *, sort_by_length: bool = True, backend=None) -> BackendEncoder:
-        """The same encoder with another batching path or backend instance, named apart."""
-        return BackendEncoder(
-            backend or self.backend, self.tokenizer, self.pad_id, self.overhead_tokens,
-            sort_by_length, label,
-        )  # fmt: skip
+    def variant(self, label: str, backend: RunsBatches | None = None) -> BackendEncoder:
+        """The same kind of encoder with another backend instance, named apart."""
+        return type(self)(
+            backend or self.backend, self.tokenizer, self.pad_id, self.overhead_tokens, label
+        )
 
-    def calls(self, lengths: list[int]) -> list[list[int]]:
+    def calls(self, lengths: Sequence[int]) -> list[list[int]]:
         """The inputs (indices) of each backend call, in call order: sorted by length and cut by
-        ``plan_micro_batches`` as the replica does, or all of them as they came."""
-        from service.batching import plan_micro_batches
-
-        if not self.sort_by_length:
-            return [list(range(len(lengths)))]
+        ``plan_micro_batches`` as the replica does."""
         order = sorted(range(len(lengths)), key=lambda i: lengths[i])
         cuts = plan_micro_batches([lengths[i] for i in order], self.overhead_tokens)
         return [order[start:end] for start, end in cuts]
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        from service.batching import pad
-
-        ids = [np.asarray(s, dtype=np.int64) for s in self.tokenizer.tokenize(texts)]
-        out: np.ndarray | None = None
-        for members in self.calls([len(x) for x in ids]):
-            batch, mask = pad([ids[i] for i in members], self.pad_id)
-            pooled = self.backend.run(batch, mask)
-            if out is None:
-                out = np.empty((len(texts), pooled.shape[1]), dtype=np.float32)
-            out[members] = pooled
-        assert out is not None
-        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
-
-
-def padding_share(encoder: BackendEncoder, batches: list[list[str]]) -> float:
-    """Share of the tokens the backend computes (each call: inputs × longest) that are padding,
-    over all ``batches``, as ``encoder`` would cut them into calls."""
-    real = computed = 0
-    for batch in batches:
-        lengths = [len(ids) for ids in encoder.tokenizer.tokenize(batch)]
-        for members in encoder.calls(lengths):
-            computed += len(members) * max(lengths[i] for i in members)
-            real += sum(lengths[i] for i in members)
-    return 1 - real / computed if computed else 0.0
+        ids = self.tokenizer.tokenize(texts)
+        batches = self.calls([len(x) for x in ids])
+        return normalize_rows(encode_batches(ids, self.backend.run, self.pad_id, batches=batches))
 
 
 # Every CPU path the service offers; those this machine or artifact lacks are skipped.
-CPU_BACKENDS = (
+CPU_BACKENDS: tuple[tuple[BackendName, Precision], ...] = (
     ("torch", "fp32"),
     ("onnxruntime", "fp32"),
     ("onnxruntime", "int8"),
@@ -128,8 +119,19 @@ CPU_BACKENDS = (
 )
 
 
+def replica_settings(artifact: Path, backend: str, precision: str, cpus: int) -> ServiceSettings:
+    """A replica's settings for ``backend`` and ``precision`` (names checked here: a
+    ``ValueError`` for one the service does not know) on ``cpus`` CPUs."""
+    return ServiceSettings.model_validate(
+        {"artifact": artifact, "backend": backend, "precision": precision, "num_cpus": cpus}
+    )
+
+
 def backend_encoders(
-    artifact_dir, threads: int, only: tuple[tuple[str, str], ...] = CPU_BACKENDS, label: str = ""
+    artifact_dir: Path,
+    threads: int,
+    only: Sequence[tuple[str, str]] = CPU_BACKENDS,
+    label: str = "",
 ) -> tuple[list[BackendEncoder], dict[str, str]]:
     """The service's backends (``only`` those (name, precision)), built by the service's own
     ``create_backend`` as a replica builds them (same artifact, same thread budget); and why
@@ -138,17 +140,17 @@ def backend_encoders(
     from export.errors import ExportError
     from models.tokenizer import Tokenizer
     from service.backends import create_backend
-    from service.settings import ServiceSettings
 
     artifact = load_artifact(artifact_dir)
     config = artifact.config
+    if artifact.tokenizer_path is None:
+        raise ValueError(f"{artifact_dir} has no tokenizer: the benchmark encodes text")
     tokenizer = Tokenizer(artifact.tokenizer_path, config.max_seq_length)
-    encoders, skipped = [], {}
+    encoders: list[BackendEncoder] = []
+    skipped: dict[str, str] = {}
     for name, precision in only:
-        settings = ServiceSettings(
-            artifact=artifact_dir, backend=name, precision=precision, num_cpus=threads
-        )
         try:
+            settings = replica_settings(artifact_dir, name, precision, threads)
             backend, _ = create_backend(settings, artifact)
         except (ValueError, ExportError, ImportError) as exc:
             skipped[f"{name} {precision}"] = str(exc)
@@ -183,10 +185,6 @@ class Measurement:
     def median_inputs_per_s(self) -> float:
         return self.inputs_per_round / float(np.median(self.round_s))
 
-    @property
-    def batches_per_s(self) -> float:
-        return len(self.batch_ms) / (sum(self.round_s) or 1e-9)
-
 
 def one_pass(encoder: Encoder, batches: list[list[str]]) -> float:
     """Inputs/s of one pass over ``batches`` (for the paired served-vs-offline check)."""
@@ -196,7 +194,7 @@ def one_pass(encoder: Encoder, batches: list[list[str]]) -> float:
     return sum(len(b) for b in batches) / (time.perf_counter() - start)
 
 
-def streams_pass(encoders: list[Encoder], batches: list[list[str]]) -> float:
+def streams_pass(encoders: Sequence[Encoder], batches: list[list[str]]) -> float:
     """Inputs/s of one pass over ``batches`` dealt round-robin to ``encoders``, each called from
     its own thread: a replica's inference streams run offline, with no server around them."""
     n = len(encoders)
@@ -211,17 +209,16 @@ def streams_pass(encoders: list[Encoder], batches: list[list[str]]) -> float:
     return sum(len(b) for b in batches) / (time.perf_counter() - start)
 
 
-def stream_encoders(encoder: BackendEncoder, artifact_dir, threads: int) -> list[BackendEncoder]:
+def stream_encoders(
+    encoder: BackendEncoder, artifact_dir: Path, threads: int
+) -> list[BackendEncoder]:
     """``encoder``'s backend as the service builds it for a replica of ``threads`` CPUs: one
     encoder per inference stream (a single one when that backend runs one stream)."""
     from export.artifact import load_artifact
     from service.backends import create_backends
-    from service.settings import ServiceSettings
 
     backend = encoder.backend
-    settings = ServiceSettings(
-        artifact=artifact_dir, backend=backend.name, precision=backend.precision, num_cpus=threads
-    )
+    settings = replica_settings(artifact_dir, backend.name, backend.precision, threads)
     streams = create_backends(settings, load_artifact(artifact_dir)).streams
     return [
         encoder.variant(f", stream {k + 1}/{len(streams)}", backend=b)
@@ -230,7 +227,7 @@ def stream_encoders(encoder: BackendEncoder, artifact_dir, threads: int) -> list
 
 
 def measure(
-    encoders: list[Encoder],
+    encoders: Sequence[Encoder],
     shapes: dict[str, list[list[str]]],
     rounds: int,
     into: dict[tuple[str, str], Measurement] | None = None,
@@ -244,7 +241,7 @@ def measure(
     for r in range(rounds):
         for shape, batches in shapes.items():
             turn = r % len(encoders)
-            for encoder in encoders[turn:] + encoders[:turn]:
+            for encoder in [*encoders[turn:], *encoders[:turn]]:
                 key = (encoder.name, shape)
                 m = results.setdefault(
                     key, Measurement(encoder.name, shape, sum(len(b) for b in batches))

@@ -1,7 +1,7 @@
 """docs/benchmarks.md from ``BenchResults``: machine, the table with ratios and accuracy, the
 served-vs-offline check, long-passage FLOP/s against the bf16 peak, each optimisation before →
-after, the server's latency split, quality of service under load, the client's own cost, and
-the plots.
+after (with ``--studies``), the server's latency split, quality of service under load, the
+client's own cost, and the plots. Every count in the prose is read from the results.
 
 Rendering reads only ``results.json``'s model, so the report can be re-rendered from it.
 """
@@ -77,6 +77,26 @@ def table(results: BenchResults) -> list[str]:
     return lines
 
 
+def results_intro(results: BenchResults) -> list[str]:
+    """What the table measured, every count taken from the results themselves."""
+    texts = {s.key: s.texts for s in results.shapes}
+    scored = next(iter(results.accuracy.values())).texts if results.accuracy else 0
+    f = results.long_flops
+    tokens = f"(~{f.mean_tokens:.0f} tokens) " if f is not None else ""
+    return [
+        f"Same texts everywhere: the {texts.get('short32', 0)} built-in English sentences and "
+        f"{texts.get('long8', 0)} passages {tokens}of `common/texts.py`, in the same batches "
+        "offline as in the served requests. **× baseline** is inputs/s over "
+        "sentence-transformers fp32 on the same batches; **min cosine** is the lowest cosine "
+        f"similarity to fp32 PyTorch (`models.load_pretrained`) over all {scored} texts, "
+        "computed from that path's own vectors (for served rows: vectors fetched over HTTP). "
+        "Offline inputs/s is the best of the interleaved rounds (the median round beside it); "
+        "offline p50/p99 are per batch over all rounds, served p50/p99 per request from the "
+        f"client. Single-sentence rows use one sentence in {results.settings.single_stride} "
+        f"({texts.get('single', 0)}), offline and served."
+    ]
+
+
 def render(results: BenchResults) -> str:
     m = results.machine
     v = m.versions
@@ -106,18 +126,7 @@ def render(results: BenchResults) -> str:
         *served_setup(results),
         "## Results",
         "",
-        "Same texts everywhere: the 666 built-in English sentences and 48 passages "
-        "(~250 tokens) of `common/texts.py`, in the same batches offline as in the served "
-        "requests. **× baseline** is inputs/s over sentence-transformers fp32 on the same "
-        "batches; **min cosine** is the lowest cosine similarity to fp32 PyTorch "
-        "(`models.load_pretrained`) over all "
-        f"{next(iter(results.accuracy.values())).texts if results.accuracy else 0} texts, "
-        "computed from that path's own vectors (for served rows: vectors fetched over HTTP). "
-        "Offline inputs/s is the best of the interleaved rounds (the median round beside it); "
-        "offline p50/p99 are per batch over all rounds, served p50/p99 per request from the "
-        "client. "
-        "Single-sentence rows use every sixth sentence "
-        f"({next((x.texts for x in results.shapes if x.key == 'single'), 0)}), offline and served.",
+        *results_intro(results),
         "",
         *table(results),
         "",
@@ -138,7 +147,8 @@ def served_vs_offline(results: BenchResults) -> list[str]:
     return [
         "## Served vs offline (issue 5)",
         "",
-        "W2's shape (32 sentences per request, 4 clients, closed loop) against the backend the "
+        f"W2's shape ({s.inputs_per_request} sentences per request, {s.clients} clients, closed "
+        "loop) against the backend the "
         f"server chose, `{s.backend}` (same threads), on the same batches; offline is the "
         "faster, in each pair, of one caller on one stream of all the threads and the server's "
         f"own {s.offline_streams} inference stream(s) each fed by its own thread. Measured in "
@@ -193,9 +203,10 @@ def long_passage_flops(results: BenchResults) -> list[str]:
     ]
     if p.skipped:
         lines += ["", "Not measured: " + "; ".join(f"{k}: {v}" for k, v in p.skipped.items())]
+    shape = next((s.label for s in results.shapes if s.key == "long8"), "passages")
     lines += [
         "",
-        "| system (8 passages per request / batch) | load | passages/s | useful GFLOP/s "
+        f"| system ({shape} per request / batch) | load | passages/s | useful GFLOP/s "
         f"| % of peak | (median round) | ≥ {f.target:.0%} |",
         "|---|---|---:|---:|---:|---:|---|",
     ]
@@ -293,7 +304,7 @@ def optimisation(o: Optimisation) -> list[str]:
 
 
 def optimisations(results: BenchResults) -> list[str]:
-    if not results.optimisations:
+    if results.studies is None or not results.studies.optimisations:
         return []
     lines = [
         "## Optimisations: before → after (issue 8)",
@@ -304,7 +315,7 @@ def optimisations(results: BenchResults) -> list[str]:
         "Min cosine is against fp32 PyTorch, as in the results table.",
         "",
     ]
-    for o in results.optimisations:
+    for o in results.studies.optimisations:
         lines += optimisation(o)
     return lines
 
@@ -507,11 +518,12 @@ def qos_overload(o: OverloadQos) -> list[str]:
 def client(results: BenchResults) -> list[str]:
     if not results.client_overhead:
         return []
+    clients = " or ".join(sorted({str(c.concurrency) for c in results.client_overhead}))
     lines = [
         "## The load generator's own cost",
         "",
-        "`python -m loadtest` against `python -m loadtest.stub` (answers at once with 384-d "
-        "vectors, no model), 4 clients, on this machine:",
+        "`python -m loadtest` against `python -m loadtest.stub` (answers at once, no model), "
+        f"{clients} clients, on this machine:",
         "",
         "| request | requests/s | client CPU ms/request | p50 ms |",
         "|---|---:|---:|---:|",
@@ -539,25 +551,32 @@ def plots_section(results: BenchResults) -> list[str]:
 
 def notes(results: BenchResults) -> list[str]:
     s = results.settings
-    skipped = s.get("skipped_backends") or {}
+    loops = ", ".join(
+        f"{name.upper()} {n} client{'s' if n > 1 else ''}" for name, n in s.clients.items()
+    )
     lines = [
         "## How it was measured",
         "",
-        f"- Offline: {s.get('rounds')} interleaved rounds per system and shape (rotating order), "
-        f"best round reported, median beside it; every system at {s.get('threads')} inference "
-        "threads. "
+        f"- Offline: {s.rounds} interleaved rounds per system and shape (rotating order), best "
+        f"round reported, median beside it; every system at {s.threads} inference threads. "
         "Backends are built by the service's own `create_backend` and run the replica's steps: "
         "tokenize, sort by length, `plan_micro_batches`, `pad`, `backend.run`, normalise.",
-        f"- Served: `python -m service --num-cpus {s.get('threads')}` (one replica; ingress "
+        f"- Served: `python -m service --num-cpus {s.threads}` (one replica; ingress "
         f"({ingress_name(results)}), backend choice and batching at their defaults) on "
-        "127.0.0.1, sharing the machine with the load "
-        "generator. Closed loops: W1 1 client, W2 4 clients, W3 2 clients; durations "
-        f"{s.get('durations')}. Each run's summary.json and plots are in `docs/benchmarks/w*/`.",
-        "- Reproduce a row by hand, e.g. W2: `python -m loadtest --url http://127.0.0.1:8000 "
-        "--workload batch --batch-size 32 --mode closed --concurrency 4 --duration 30 "
-        "--warmup 3 --out /tmp/w2`; compare runs with `python -m loadtest compare A B`.",
+        "127.0.0.1, sharing the machine with the load generator. Closed loops: "
+        f"{loops}; durations {s.durations}. Each run's summary.json and plots are in "
+        "`docs/benchmarks/w*/`.",
+        f"- Reproduce a row by hand, e.g. W2: `{s.reproduce_w2} --out /tmp/w2`; compare runs "
+        "with `python -m loadtest compare A B`.",
     ]
-    if isinstance(skipped, dict) and skipped:
-        reasons = "; ".join(f"{k}: {v}" for k, v in skipped.items())
+    if results.studies is None:
+        lines.append(
+            "- Issue 8's one-off optimisation studies (HTTP ingress, batch wait, inference "
+            "streams, replicas, length-sorted micro-batches, backend and precision, threads) "
+            "are not part of `make bench`; `.venv/bin/python -m loadtest.bench --studies` "
+            "runs them as well and adds their before → after section."
+        )
+    if s.skipped_backends:
+        reasons = "; ".join(f"{k}: {v}" for k, v in s.skipped_backends.items())
         lines.append(f"- Not measured (not available on this machine or artifact): {reasons}.")
     return [*lines, ""]

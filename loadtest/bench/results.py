@@ -83,6 +83,8 @@ class ServedVsOffline(BaseModel):
     ratio: float
     pairs: list[tuple[float, float]]
     seconds_per_served_run: float
+    inputs_per_request: int  # W2's request and clients, as ``served.CLOSED_LOOPS`` sets them
+    clients: int
     target: float = 0.9
     # Offline is the faster, in each pair, of one caller on one stream and the server's own
     # streams each fed by a thread (1: the backend has one stream, so both ways are the same).
@@ -279,12 +281,34 @@ class QosResults(BaseModel):
     seconds: float  # wall time of the three scenarios
 
 
+class Studies(BaseModel):
+    """Issue 8's one-off optimisation studies (``--studies``): what ran and what it showed."""
+
+    served_variants: list[ServedVariant]  # in the order they ran
+    optimisations: list[Optimisation]  # before → after, one per optimisation
+    seconds: float
+
+
+class BenchSettings(BaseModel):
+    """How this run was set up: what the report's method notes quote."""
+
+    rounds: int  # interleaved offline rounds
+    threads: int
+    quick: bool
+    slo_p99_ms: float
+    single_stride: int  # the single-sentence rows take one sentence in this many
+    clients: dict[str, int]  # closed-loop workload (w1...) -> clients
+    durations: dict[str, str]  # served run -> its measured length
+    reproduce_w2: str  # the ``python -m loadtest`` line of W2
+    skipped_backends: dict[str, str] = {}  # "name precision" -> why not measured
+
+
 class BenchResults(BaseModel):
     generated_at: str
     command: str
     duration_s: float
     machine: Machine
-    settings: dict[str, object]
+    settings: BenchSettings
     shapes: list[Shape]
     rows: list[Row]
     accuracy: dict[str, Accuracy]
@@ -296,6 +320,5 @@ class BenchResults(BaseModel):
     client_overhead: list[ClientOverhead]
     plots: list[str]
     long_flops: LongPassageFlops | None = None  # issue 8: FLOP/s against the bf16 peak
-    served_variants: list[ServedVariant] = []  # in the order they ran
-    optimisations: list[Optimisation] = []  # issue 8: before → after, one per optimisation
+    studies: Studies | None = None  # only with --studies
     qos: QosResults | None = None  # quality of service under load; absent in older results

@@ -23,12 +23,40 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import LoadConfig
+from service.ingress import free_port
+
+from ..config import LoadConfig, Workload
 from ..driver import RunResult, run
-from ..stub import free_port
 from .cpu import CpuBreakdown, breakdown, descendants, snapshot
 
 READY_LINE = "embedserve is serving"
+STUB_DIM = 384  # the stub answers vectors of all-MiniLM-L6-v2's size: the client parses as much
+
+
+@dataclass(frozen=True)
+class ClosedLoop:
+    """A served workload: ``clients`` back to back, each request ``inputs`` texts of ``shape``
+    (``file``: the single-sentence texts file, one per request)."""
+
+    workload: Workload
+    shape: str  # Shape.key: the offline rows it is set against
+    inputs: int
+    clients: int
+    seconds: float
+
+    def label(self, name: str) -> str:
+        what = {"file": "single sentence", "batch": "sentences", "long": "passages"}
+        per = "" if self.inputs == 1 else f"{self.inputs} "
+        suffix = "/request" if self.inputs > 1 else ", sequential" if self.clients == 1 else ""
+        return f"{name.upper()} {per}{what.get(self.workload, self.workload)}{suffix}"
+
+
+# W1-W3: what the results table's served rows ran; the report quotes these numbers.
+CLOSED_LOOPS = {
+    "w1": ClosedLoop(workload="file", shape="single", inputs=1, clients=1, seconds=20),
+    "w2": ClosedLoop(workload="batch", shape="short32", inputs=32, clients=4, seconds=30),
+    "w3": ClosedLoop(workload="long", shape="long8", inputs=8, clients=2, seconds=30),
+}
 
 
 @dataclass(frozen=True)
@@ -95,7 +123,7 @@ def embedserve(
 def stub_server() -> Iterator[str]:
     """The no-work stub in its own process (so its CPU is not counted as the client's)."""
     port = free_port()
-    cmd = [sys.executable, "-m", "loadtest.stub", "--port", str(port), "--dim", "384"]
+    cmd = [sys.executable, "-m", "loadtest.stub", "--port", str(port), "--dim", str(STUB_DIM)]
     proc = subprocess.Popen(cmd)
     try:
         deadline = time.monotonic() + 30
@@ -134,25 +162,39 @@ def workloads(
     out: Path | None,
     single_texts: Path,
     scale: float,
-    seconds: dict[str, float] | None = None,
+    seconds: Mapping[str, float] | None = None,
     warmup_s: float | None = None,
 ) -> dict[str, LoadConfig]:
-    """W1-W3 (closed loops), or only those ``seconds`` names, run that long; ``scale`` shortens
-    every duration (``--quick``). Warm-up: a tenth of the run unless ``warmup_s`` is given. With
-    ``out=None`` the runs write no files."""
-    specs = {  # name: (label, shape, clients, seconds)
-        "w1": ("W1 single sentence, sequential", {"texts": single_texts}, 1, 20),
-        "w2": ("W2 32 sentences/request", {"workload": "batch", "batch_size": 32}, 4, 30),
-        "w3": ("W3 8 passages/request", {"workload": "long", "batch_size": 8}, 2, 30),
-    }
-    durations = seconds or {key: spec[3] for key, spec in specs.items()}
+    """W1-W3 (``CLOSED_LOOPS``), or only those ``seconds`` names, run that long; ``scale``
+    shortens every duration (``--quick``). Warm-up: a tenth of the run unless ``warmup_s`` is
+    given. With ``out=None`` the runs write no files."""
+    durations = seconds or {key: loop.seconds for key, loop in CLOSED_LOOPS.items()}
     return {
-        key: LoadConfig(url=url, name=label, **shape, concurrency=clients,
-                        duration_s=durations[key] * scale,
-                        warmup_s=(durations[key] / 10 if warmup_s is None else warmup_s) * scale,
-                        out=None if out is None else out / key, write_samples=False)
-        for key, (label, shape, clients, _) in specs.items() if key in durations
-    }  # fmt: skip
+        key: LoadConfig(
+            url=url,
+            name=loop.label(key),
+            workload=loop.workload,
+            texts=single_texts if loop.workload == "file" else None,
+            batch_size=None if loop.workload == "file" else loop.inputs,
+            concurrency=loop.clients,
+            duration_s=durations[key] * scale,
+            warmup_s=(durations[key] / 10 if warmup_s is None else warmup_s) * scale,
+            out=None if out is None else out / key,
+            write_samples=False,
+        )
+        for key, loop in CLOSED_LOOPS.items()
+        if key in durations
+    }
+
+
+def command(config: LoadConfig) -> str:
+    """The ``python -m loadtest`` line that runs ``config`` again by hand (default port)."""
+    return (
+        f"python -m loadtest --url http://127.0.0.1:8000 --workload {config.workload} "
+        f"--batch-size {config.inputs_per_request} --mode {config.mode} "
+        f"--concurrency {config.concurrency} --duration {config.duration_s:g} "
+        f"--warmup {config.warmup_s:g}"
+    )
 
 
 def sweep_config(
@@ -169,7 +211,8 @@ def run_all(
     configs: dict[str, LoadConfig], watch: tuple[str, int] | None = None
 ) -> tuple[dict[str, RunResult], CpuBreakdown | None]:
     """Run each config; for ``watch = (name, server pid)``, account the cores during that run."""
-    results, cpu = {}, None
+    results: dict[str, RunResult] = {}
+    cpu: CpuBreakdown | None = None
     for name, config in configs.items():
         if watch is None or name != watch[0]:
             results[name] = run(config)
@@ -189,11 +232,12 @@ def paired_w2(
     On a shared machine the load of others drifts by the minute; a ratio of two measurements
     taken seconds apart is far steadier than one of measurements taken minutes apart.
     """
+    w2 = CLOSED_LOOPS["w2"]
     config = LoadConfig(
         url=url,
-        workload="batch",
-        batch_size=32,
-        concurrency=4,
+        workload=w2.workload,
+        batch_size=w2.inputs,
+        concurrency=w2.clients,
         duration_s=seconds,
         warmup_s=1,
         progress=False,
@@ -212,25 +256,24 @@ def paired_w2(
 
 
 def client_overhead(scale: float) -> dict[str, RunResult]:
-    """The load generator alone: single sentences and 32-sentence requests to the stub."""
+    """The load generator alone against the stub, with W2's clients: single sentences and W2's
+    requests; keyed by what one request holds."""
+    w2 = CLOSED_LOOPS["w2"]
+    shapes: dict[str, tuple[Workload, int]] = {
+        "1 sentence": ("short", 1),
+        f"{w2.inputs} sentences ({STUB_DIM}-d answers)": (w2.workload, w2.inputs),
+    }
     with stub_server() as url:
         configs = {
-            "short": LoadConfig(
+            key: LoadConfig(
                 url=url,
-                workload="short",
-                concurrency=4,
+                workload=workload,
+                batch_size=inputs,
+                concurrency=w2.clients,
                 duration_s=5 * scale,
                 warmup_s=1,
                 write_samples=False,
-            ),
-            "short32": LoadConfig(
-                url=url,
-                workload="batch",
-                batch_size=32,
-                concurrency=4,
-                duration_s=5 * scale,
-                warmup_s=1,
-                write_samples=False,
-            ),
+            )
+            for key, (workload, inputs) in shapes.items()
         }
         return run_all(configs)[0]

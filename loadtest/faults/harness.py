@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from . import disconnect, hostile, multinode, overload, replica
 from .replica import RAY_HEALTH_DEFAULTS
@@ -38,7 +39,7 @@ class Context:
     multinode_result: Path | None = None  # read this node-loss result instead of running it
 
 
-Run = Callable[[Context, Target | None, str], Awaitable[list[Outcome]]]
+Run = Callable[[Context, Target | None, str], Coroutine[Any, Any, list[Outcome]]]
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,7 @@ def run_one(
     ctx: Context, s: Scenario, spec: ServerSpec | None, target: Target | None
 ) -> list[Outcome]:
     log.info("scenario %s", s.name)
+    found: list[Outcome]
     try:
         found = asyncio.run(s.run(ctx, target, s.name))
     except Exception as exc:  # a row that says why beats losing the other scenarios' rows

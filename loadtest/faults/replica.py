@@ -213,7 +213,7 @@ def health_check_section() -> str:
 
     from service.settings import ServiceSettings
 
-    chosen = {k: float(getattr(ServiceSettings(), k)) for k in RAY_HEALTH_DEFAULTS}
+    chosen = {k: float(ServiceSettings.model_fields[k].default) for k in RAY_HEALTH_DEFAULTS}
 
     def stop_s(o: dict[str, float]) -> float:
         # The next check starts up to a period later; n must time out; then the grace period.

@@ -36,7 +36,9 @@ class Outcome(BaseModel):
     notes: list[str] = Field(default_factory=list, description="facts a reader should see")
     failures: list[dict[str, Any]] = Field(default_factory=list, description="one per kind")
     details: dict[str, Any] = Field(default_factory=dict)
-    command: str | None = Field(None, description="default: python -m loadtest.faults --only")
+    command: str | None = Field(
+        default=None, description="default: python -m loadtest.faults --only"
+    )
     measured_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(" ", "seconds"))
 
     @property

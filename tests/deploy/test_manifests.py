@@ -287,10 +287,10 @@ def exposed_service_metrics() -> set[str]:
     """Every sample name service.metrics exposes (prometheus_client adds the suffixes)."""
     from prometheus_client import Counter, Gauge, Histogram
 
-    import service.metrics as metrics
+    from service.metrics import init
 
     names = set()
-    for value in vars(metrics).values():
+    for value in init(None).all():
         if isinstance(value, Histogram):
             names |= {f"{value._name}_{s}" for s in ("bucket", "sum", "count")}
         elif isinstance(value, Counter):

