@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from common.arrays import encode_batches, normalize_rows
 from common.texts import passages
 from export import load_artifact
 from export.artifact import INPUT_NAMES, OUTPUT_NAMES
@@ -19,14 +20,16 @@ def ort_embeddings(folder: Path, texts: list[str], batch_size: int) -> np.ndarra
     artifact = load_artifact(folder)
     tokenizer = Tokenizer(artifact.tokenizer_path, artifact.config.max_seq_length)
     session = ort.InferenceSession(str(artifact.model_path))
-    out = []
-    for start in range(0, len(texts), batch_size):
-        batch = tokenizer.encode(texts[start : start + batch_size])
-        feed = dict(zip(INPUT_NAMES, (batch.input_ids, batch.attention_mask), strict=True))
-        out.append(session.run([OUTPUT_NAMES[1]], feed)[0])
-    emb = np.concatenate(out).astype(np.float64)
+
+    def run(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        feed = dict(zip(INPUT_NAMES, (ids, mask), strict=True))
+        return session.run([OUTPUT_NAMES[1]], feed)[0]  # (B, D)
+
+    n = len(texts)
+    in_order = [range(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
+    emb = encode_batches(tokenizer.tokenize(texts), run, tokenizer.pad_id, batches=in_order)
     assert artifact.config.normalize  # the service normalises; do as it will
-    return emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    return normalize_rows(emb.astype(np.float64))
 
 
 def test_matches_sentence_transformers_on_real_text(
