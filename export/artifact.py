@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,6 +39,8 @@ INPUT_NAMES = ("input_ids", "attention_mask")
 OUTPUT_NAMES = ("token_embeddings", "sentence_embedding")
 
 Variant = Literal["default", "optimized", "int8"]
+# Serving-config keys added after format 1 was released, with the value an older file means.
+OPTIONAL: dict[str, Any] = {"prompts": {}, "default_prompt_name": None}
 
 
 class ArtifactError(ExportError):
@@ -53,6 +55,9 @@ class ServingConfig:
     never normalises, so one artifact serves both normalised and raw requests.
     ``tokenizer`` is the tokenizer file name, or None when the artifact has no tokenizer (a
     random-config model saved without one): such an artifact accepts token ids only.
+    ``prompts`` (name -> text put before each input, as sentence-transformers does) and
+    ``default_prompt_name`` come from the checkpoint's ``config_sentence_transformers.json``;
+    they are optional keys (``OPTIONAL``), so artifacts exported before they existed still load.
     """
 
     model_name: str
@@ -65,6 +70,8 @@ class ServingConfig:
     attention: str
     precision: str
     tokenizer: str | None
+    prompts: dict[str, str] = field(default_factory=dict)
+    default_prompt_name: str | None = None
     input_names: tuple[str, ...] = INPUT_NAMES
     output_names: tuple[str, ...] = OUTPUT_NAMES
     format_version: int = FORMAT_VERSION
@@ -89,12 +96,15 @@ class ServingConfig:
             "attention": (str,),
             "precision": (str,),
             "tokenizer": (str, type(None)),
+            "prompts": (dict,),
+            "default_prompt_name": (str, type(None)),
             "input_names": (list,),
             "output_names": (list,),
             "format_version": (int,),
         }
         known = {f.name for f in fields(cls)}
-        missing = sorted(known - set(data))
+        missing = sorted(known - set(data) - set(OPTIONAL))
+        data = {**OPTIONAL, **data}
         if missing:
             raise ArtifactError(f"{source} lacks keys {missing}")
         for key, allowed in types.items():
@@ -102,12 +112,19 @@ class ServingConfig:
             # bool is an int subclass: a JSON true must not pass as a dimension.
             if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
                 raise ArtifactError(f"{source}: {key} has the wrong type ({value!r})")
+        prompts = data["prompts"]
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in prompts.items()):
+            raise ArtifactError(f"{source}: prompts must map names to texts ({prompts!r})")
+        default = data["default_prompt_name"]
+        if default is not None and default not in prompts:
+            raise ArtifactError(f"{source}: default_prompt_name {default!r} is not in prompts")
         if data["format_version"] != FORMAT_VERSION:
             raise ArtifactError(
                 f"{source}: format_version {data['format_version']} is not supported "
                 f"(this reader knows {FORMAT_VERSION}); re-export the model"
             )
         values = {k: data[k] for k in known}
+        values["prompts"] = dict(prompts)
         values["input_names"] = tuple(values["input_names"])
         values["output_names"] = tuple(values["output_names"])
         return cls(**values)

@@ -20,7 +20,10 @@ DEFAULT_OPSET = 20
 # The dynamo exporter implements opsets 18..25 (17 by down-conversion; above 25 it silently
 # writes a model ONNX Runtime rejects). The TorchScript exporter stops at 20 in practice.
 SUPPORTED_OPSETS: dict[Exporter, range] = {"dynamo": range(17, 26), "torchscript": range(17, 21)}
-DEFAULT_ATOL = {"fp32": 1e-4, "fp16": 5e-2}
+# fp32: two fp32 computations of all-mpnet-base-v2 (12 layers, 768 wide) differ by up to
+# 3.1e-4 on the grid's left-padded random ids (PyTorch 8.9e-5 and ONNX Runtime 6.8e-5 from a
+# float64 run); MiniLM's differ by 7e-6. A masking or graph bug moves outputs by 1e-1 and more.
+DEFAULT_ATOL = {"fp32": 1e-3, "fp16": 5e-2}
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -2,15 +2,18 @@
 
 The grid (batch 1, 3, 17, 64 x seq 1, 7, 128, max length) exercises both dynamic axes, odd
 sizes, and the longest input; ragged padding (row 0 full, other rows random lengths) checks
-that masking in the graph matches masking in PyTorch. Token embeddings are compared only at
-real positions: what the graph computes for padding is nobody's business.
+that masking in the graph matches masking in PyTorch. Half the shapes (a checkerboard over
+batch and length) pad on the left: last-token pooling, causal attention and position ids
+counted from the mask (XLM-R) must find the real tokens wherever the padding is. Lengths up to
+the model's max put sliding-window attention past its window. Token embeddings are compared
+only at real positions: what the graph computes for padding is nobody's business.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import onnxruntime as ort
@@ -24,21 +27,35 @@ from .artifact import INPUT_NAMES, OUTPUT_NAMES
 
 GRID_BATCHES = (1, 3, 17, 64)
 GRID_SEQS = (1, 7, 128)  # plus the model's max_seq_length
+# Padded tokens per grid batch at most: a model with a long max length (8192 for ModernBERT,
+# 32k for Qwen3) is checked at it with fewer rows, not with 64 rows of quadratic attention.
+MAX_GRID_TOKENS = 64 * 512
+Padding = Literal["right", "left"]
+PADDING_SIDES: tuple[Padding, Padding] = ("right", "left")
 
 
 def grid_shapes(max_seq_length: int) -> list[tuple[int, int]]:
-    """(batch, seq) pairs; sequence lengths above max_seq_length are clipped to it."""
+    """(batch, seq) pairs; sequence lengths above max_seq_length are clipped to it, batches
+    cut to ``MAX_GRID_TOKENS`` tokens (the pairs that then coincide are kept once)."""
     seqs = sorted({min(s, max_seq_length) for s in (*GRID_SEQS, max_seq_length)})
-    return [(b, s) for b in GRID_BATCHES for s in seqs]
+    shapes = [(min(b, max(1, MAX_GRID_TOKENS // s)), s) for b in GRID_BATCHES for s in seqs]
+    return list(dict.fromkeys(shapes))
 
 
 def ragged_batch(
-    rng: np.random.Generator, batch: int, seq: int, vocab_size: int, pad_id: int
+    rng: np.random.Generator,
+    batch: int,
+    seq: int,
+    vocab_size: int,
+    pad_id: int,
+    side: Padding = "right",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Random ids, row 0 full length, other rows a random length in 1..seq, pad after."""
+    """Random ids, row 0 full length, other rows a random length in 1..seq, padded on ``side``."""
     lengths = rng.integers(1, seq + 1, size=batch)
     lengths[0] = seq
-    mask = (np.arange(seq)[None, :] < lengths[:, None]).astype(np.int64)
+    position = np.arange(seq)[None, :]  # (1, T)
+    real = position < lengths[:, None] if side == "right" else position >= seq - lengths[:, None]
+    mask = real.astype(np.int64)  # (B, T)
     ids = rng.integers(0, vocab_size, size=(batch, seq), dtype=np.int64)
     return np.where(mask == 1, ids, pad_id).astype(np.int64), mask
 
@@ -47,6 +64,7 @@ def ragged_batch(
 class _Case:
     input_ids: np.ndarray
     attention_mask: np.ndarray
+    padding: Padding
     token_ref: np.ndarray
     sentence_ref: np.ndarray
 
@@ -101,13 +119,24 @@ class ParityGrid:
         self.cases: list[_Case] = []
         model = reference.to(device).eval()
         with torch.inference_mode():
+            batches = sorted({b for b, _ in self.shapes})
+            seqs = sorted({s for _, s in self.shapes})
             for batch, seq in self.shapes:
-                ids, mask = ragged_batch(rng, batch, seq, reference.config.vocab_size, pad_id)
+                # A checkerboard: each batch size and each length is seen with both sides.
+                side = PADDING_SIDES[(batches.index(batch) + seqs.index(seq)) % 2]
+                vocab = reference.config.vocab_size
+                ids, mask = ragged_batch(rng, batch, seq, vocab, pad_id, side)
                 tokens, sentence = model(
                     torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device)
                 )
                 self.cases.append(
-                    _Case(ids, mask, tokens.float().cpu().numpy(), sentence.float().cpu().numpy())
+                    _Case(
+                        ids,
+                        mask,
+                        side,
+                        tokens.float().cpu().numpy(),
+                        sentence.float().cpu().numpy(),
+                    )
                 )
 
     def feeds(self) -> list[dict[str, np.ndarray]]:
@@ -117,7 +146,7 @@ class ParityGrid:
         ]
 
     def check(self, session: ort.InferenceSession, atol: float, label: str) -> ParityReport:
-        rows = []
+        rows: list[dict[str, Any]] = []
         for (batch, seq), case in zip(self.shapes, self.cases, strict=True):
             feed = dict(zip(INPUT_NAMES, (case.input_ids, case.attention_mask), strict=True))
             tokens, sentence = session.run(list(OUTPUT_NAMES), feed)
@@ -126,6 +155,7 @@ class ParityGrid:
                 {
                     "batch": batch,
                     "seq": seq,
+                    "padding": case.padding,
                     "max_abs_token": float(np.abs(tokens[real] - case.token_ref[real]).max()),
                     "max_abs_sentence": float(np.abs(sentence - case.sentence_ref).max()),
                     "min_cosine": float(cosine_rows(sentence, case.sentence_ref).min()),

@@ -63,6 +63,7 @@ def _determinants(source: ModelSource, model: SentenceEncoder, options: ExportOp
         "tokenizer_sha256": fmt.sha256_file(source.tokenizer_file)
         if source.tokenizer_file
         else None,
+        "prompts": {"prompts": source.prompts, "default": source.default_prompt_name},
         "options": chosen,
         "versions": tool_versions(),
     }
@@ -95,6 +96,8 @@ def _serving_config(
         attention=cfg.attention,
         precision=options.precision,
         tokenizer=fmt.TOKENIZER_FILE if source.tokenizer_file else None,
+        prompts=source.prompts,
+        default_prompt_name=source.default_prompt_name,
     )
 
 
@@ -197,7 +200,7 @@ def export_model(options: ExportOptions) -> ExportResult:
                 quantize_int8(fp32_path, int8_path, external_data=external, verbose=options.verbose)
                 check_model(int8_path)
                 tokenizer = (
-                    Tokenizer(source.tokenizer_file, cfg.max_seq_length)
+                    Tokenizer(source.tokenizer_file, cfg.max_seq_length, cfg.pad_token_id)
                     if source.tokenizer_file
                     else None
                 )
@@ -227,6 +230,8 @@ def export_model(options: ExportOptions) -> ExportResult:
                     "parameters": params,
                     "normalize_module": source.normalize_module,
                     "tokenizer": str(source.tokenizer_file) if source.tokenizer_file else None,
+                    "prompts": source.prompts,
+                    "default_prompt_name": source.default_prompt_name,
                 },
                 graph={**graph.to_dict(), "choice": ATTENTION_CHOICE},
                 inputs=inputs,

@@ -7,7 +7,7 @@ fail on user input (a :class:`models.CheckpointError` that names the reason) bec
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from models import CheckpointError, SentenceEncoder, SourceKind, load_encoder, locate_model
@@ -26,15 +26,27 @@ class ModelSource:
     encoder: SentenceEncoder
     tokenizer_file: Path | None
     normalize_module: bool  # a sentence-transformers Normalize module follows pooling
+    prompts: dict[str, str] = field(default_factory=dict)  # name -> text put before inputs
+    default_prompt_name: str | None = None
 
 
 def source_folder(name_or_path: str) -> tuple[str, Path]:
-    """(model name, folder) without loading anything: cheap checks come before slow work."""
+    """(model name, folder) without loading anything: cheap checks come before slow work.
+
+    A folder that is neither ours nor has a ``config.json`` is refused here, before anyone
+    reads or hashes what may be a large unrelated tree (``python -m service --model ~``).
+    """
     try:
         location = locate_model(name_or_path)
     except CheckpointError as exc:
         raise ExportError(str(exc)) from exc
-    return location.name, location.folder
+    folder = location.folder
+    if location.kind == "pretrained-folder" and not (folder / "config.json").is_file():
+        raise ExportError(
+            f"{folder} is not a model folder: it has no config.json (a sentence-transformers "
+            "or transformers checkpoint) nor encoder_config.json (models.save_model)"
+        )
+    return location.name, folder
 
 
 def load_source(name_or_path: str, tokenizer: Path | None = None) -> ModelSource:
@@ -51,4 +63,6 @@ def load_source(name_or_path: str, tokenizer: Path | None = None) -> ModelSource
         encoder=loaded.encoder,
         tokenizer_file=loaded.tokenizer.path if loaded.tokenizer else None,
         normalize_module=loaded.normalize_module,
+        prompts=dict(loaded.prompts),
+        default_prompt_name=loaded.default_prompt_name,
     )

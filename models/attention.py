@@ -1,12 +1,14 @@
 """Scaled dot-product attention and multi-head attention.
 
-Masks are additive biases (0 where a key may be attended, a very negative number where not),
-built once per forward by :func:`attention_bias` and shared by every layer.
+Masks are additive biases (0 where a key may be attended, a very negative number where not):
+padding and causality from :func:`attention_bias`, combined with the other biases some families
+use (relative positions, sliding windows) once per forward in :mod:`models.masks`.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -91,7 +93,11 @@ class MultiHeadAttention(nn.Module):
     ``key_value`` defaults to ``query`` (self-attention); pass another sequence for
     cross-attention. ``n_kv_heads`` below ``n_heads`` shares each key/value head among
     ``n_heads // n_kv_heads`` query heads (grouped-query attention: a smaller K/V projection).
-    ``rotation`` acts on q and k after the split into heads (rotary positions); by default none.
+    ``head_dim`` (default d_model / n_heads) may differ from that: Qwen3-Embedding-0.6B has 16
+    heads of 128 features over a 1024-wide stream, so q and out map between d_model and
+    n_heads × head_dim. ``head_norm`` makes one norm per head for q and k (Qwen3; by default
+    none), applied before ``rotation`` (rotary positions; by default none). ``bias=False``
+    drops the projections' biases (ModernBERT, Qwen3).
     """
 
     def __init__(
@@ -102,13 +108,16 @@ class MultiHeadAttention(nn.Module):
         impl: AttentionImpl = "sdpa",
         *,
         n_kv_heads: int | None = None,
+        head_dim: int | None = None,
         rotation: nn.Module | None = None,
+        head_norm: Callable[[], nn.Module] = nn.Identity,
+        bias: bool = True,
     ) -> None:
         super().__init__()
-        if d_model % n_heads != 0:
+        if head_dim is None and d_model % n_heads != 0:
             raise ValueError(
                 f"d_model ({d_model}) must be divisible by n_heads ({n_heads}); "
-                f"pick n_heads among the divisors of d_model"
+                f"pick n_heads among the divisors of d_model, or give head_dim"
             )
         n_kv_heads = n_heads if n_kv_heads is None else n_kv_heads
         if n_kv_heads < 1 or n_heads % n_kv_heads != 0:
@@ -118,14 +127,17 @@ class MultiHeadAttention(nn.Module):
             )
         self.n_heads = n_heads
         self.n_kv_heads = n_kv_heads
-        self.head_dim = d_model // n_heads
+        self.head_dim = d_model // n_heads if head_dim is None else head_dim
         self.dropout = dropout
         self.impl = impl
         self.rotation = NoRotation() if rotation is None else rotation
-        self.q_proj = nn.Linear(d_model, d_model)
-        self.k_proj = nn.Linear(d_model, n_kv_heads * self.head_dim)
-        self.v_proj = nn.Linear(d_model, n_kv_heads * self.head_dim)
-        self.out_proj = nn.Linear(d_model, d_model)
+        self.q_norm = head_norm()
+        self.k_norm = head_norm()
+        inner = n_heads * self.head_dim  # d_model unless head_dim says otherwise
+        self.q_proj = nn.Linear(d_model, inner, bias=bias)
+        self.k_proj = nn.Linear(d_model, n_kv_heads * self.head_dim, bias=bias)
+        self.v_proj = nn.Linear(d_model, n_kv_heads * self.head_dim, bias=bias)
+        self.out_proj = nn.Linear(inner, d_model, bias=bias)
 
     def _split(self, x: Tensor, heads: int) -> Tensor:
         b, t, _ = x.shape
@@ -135,14 +147,14 @@ class MultiHeadAttention(nn.Module):
         self, query: Tensor, key_value: Tensor | None = None, bias: Tensor | None = None
     ) -> Tensor:
         kv = query if key_value is None else key_value
-        b, tq, d = query.shape  # (B, Tq, D)
-        q = self._split(self.q_proj(query), self.n_heads)  # (B, H, Tq, Dh)
-        k = self._split(self.k_proj(kv), self.n_kv_heads)  # (B, Hkv, Tk, Dh)
+        b, tq, _ = query.shape  # (B, Tq, D)
+        q = self.q_norm(self._split(self.q_proj(query), self.n_heads))  # (B, H, Tq, Dh)
+        k = self.k_norm(self._split(self.k_proj(kv), self.n_kv_heads))  # (B, Hkv, Tk, Dh)
         v = self._split(self.v_proj(kv), self.n_kv_heads)  # (B, Hkv, Tk, Dh)
         q, k = self.rotation(q, k)  # same shapes
         groups = self.n_heads // self.n_kv_heads
         k, v = repeat_kv(k, groups), repeat_kv(v, groups)  # (B, H, Tk, Dh)
         p = self.dropout if self.training else 0.0
         y = ATTENTION[self.impl](q, k, v, bias, p)  # (B, H, Tq, Dh)
-        y = y.transpose(1, 2).reshape(b, tq, d)  # (B, Tq, D)
-        return self.out_proj(y)
+        y = y.transpose(1, 2).reshape(b, tq, self.n_heads * self.head_dim)  # (B, Tq, H·Dh)
+        return self.out_proj(y)  # (B, Tq, D)

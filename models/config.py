@@ -13,7 +13,7 @@ NormPlacement = Literal["post", "pre"]
 NormType = Literal["layer", "rms"]
 FeedForwardType = Literal["plain", "gated"]
 Activation = Literal["gelu", "relu", "silu"]
-Pooling = Literal["mean", "cls", "max"]
+Pooling = Literal["mean", "cls", "max", "last"]
 AttentionImpl = Literal["sdpa", "math"]
 
 
@@ -27,6 +27,18 @@ class EncoderConfig:
     ``positional``: ``learned`` and ``sinusoidal`` tables are added to the token embeddings;
     ``rotary`` instead rotates queries and keys inside attention (by ``rope_theta``).
     ``n_kv_heads`` below ``n_heads`` is grouped-query attention (None: one K/V head per head).
+
+    The fields after ``pad_token_id`` are what the other families change; their defaults are
+    BERT's, so a config without them (an older ``encoder_config.json``) loads as before:
+    ``head_dim`` (None: d_model / n_heads; Qwen3 sets it wider), ``position_offset`` (the first
+    row of the learned table a token uses: RoBERTa/MPNet start at pad_token_id + 1),
+    ``relative_buckets`` (MPNet's T5-style relative position bias, 0: none), ``causal``
+    (decoders: a token sees only those before it), ``qk_norm`` (Qwen3's per-head norm of q and
+    k), the three ``*_bias`` switches (ModernBERT and Qwen3 drop biases), ``embedding_norm`` and
+    ``first_attention_norm`` (ModernBERT's layer 0 reads the normed embeddings as they are),
+    ``local_window`` with ``global_every`` (ModernBERT: every ``global_every``-th layer, from
+    layer 0, attends globally, the others only to tokens within ``local_window / 2``) and
+    ``local_rope_theta`` (the local layers' rotary base; None: ``rope_theta``).
     """
 
     vocab_size: int = 30522
@@ -50,6 +62,29 @@ class EncoderConfig:
     attention_dropout: float = 0.1
     layer_norm_eps: float = 1e-12
     pad_token_id: int = 0
+    head_dim: int | None = None
+    position_offset: int = 0
+    relative_buckets: int = 0
+    relative_max_distance: int = 128
+    causal: bool = False
+    qk_norm: bool = False
+    attention_bias: bool = True
+    mlp_bias: bool = True
+    norm_bias: bool = True
+    embedding_norm: bool = True
+    first_attention_norm: bool = True
+    local_window: int | None = None
+    global_every: int = 1
+    local_rope_theta: float | None = None
+
+    @property
+    def head_size(self) -> int:
+        """Features per attention head: ``head_dim``, or d_model / n_heads when it is None."""
+        return self.d_model // self.n_heads if self.head_dim is None else self.head_dim
+
+    def is_global(self, layer: int) -> bool:
+        """Whether ``layer`` attends to the whole input (every layer when there is no window)."""
+        return self.local_window is None or layer % self.global_every == 0
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "d_model", "n_heads", "n_layers", "d_ff"):
@@ -59,11 +94,14 @@ class EncoderConfig:
             value = getattr(self, name)
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
-        if self.d_model % self.n_heads != 0:
+        if self.head_dim is None and self.d_model % self.n_heads != 0:
             raise ValueError(
                 f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads}); "
-                f"change n_heads to a divisor of d_model or d_model to a multiple of n_heads"
+                f"change n_heads to a divisor of d_model or d_model to a multiple of n_heads, "
+                f"or set head_dim"
             )
+        if self.head_dim is not None and self.head_dim < 1:
+            raise ValueError(f"head_dim must be positive or None, got {self.head_dim}")
         kv = self.n_kv_heads
         if kv is not None and (kv < 1 or self.n_heads % kv != 0):
             divisors = [d for d in range(1, self.n_heads + 1) if self.n_heads % d == 0]
@@ -73,22 +111,56 @@ class EncoderConfig:
             )
         if self.positional == "sinusoidal" and self.d_model % 2 != 0:
             raise ValueError(f"sinusoidal positions need an even d_model, got {self.d_model}")
-        head_dim = self.d_model // self.n_heads
-        if self.positional == "rotary" and head_dim % 2 != 0:
+        if self.positional == "rotary" and self.head_size % 2 != 0:
+            where = (
+                f"d_model / n_heads = {self.d_model} / {self.n_heads} = {self.head_size}"
+                if self.head_dim is None
+                else f"head_dim = {self.head_dim}"
+            )
             raise ValueError(
                 f"rotary positions rotate pairs of features, so they need an even head_dim "
-                f"(d_model / n_heads = {self.d_model} / {self.n_heads} = {head_dim}); "
-                f"change d_model or n_heads"
+                f"({where}); change d_model or n_heads"
             )
-        if self.rope_theta <= 0:
-            raise ValueError(f"rope_theta must be positive, got {self.rope_theta}")
-        if not 0 < self.max_seq_length <= self.max_position:
-            raise ValueError(
-                f"max_seq_length ({self.max_seq_length}) must be in 1..max_position "
-                f"({self.max_position}); raise max_position or lower max_seq_length"
-            )
+        for name in ("rope_theta", "local_rope_theta"):
+            theta = getattr(self, name)
+            if theta is not None and theta <= 0:
+                raise ValueError(f"{name} must be positive, got {theta}")
+        self._check_positions()
+        self._check_attention_span()
         if not 0 <= self.pad_token_id < self.vocab_size:
             raise ValueError(f"pad_token_id {self.pad_token_id} is outside the vocabulary")
+
+    def _check_positions(self) -> None:
+        if self.position_offset < 0:
+            raise ValueError(f"position_offset must be >= 0, got {self.position_offset}")
+        usable = self.max_position - self.position_offset
+        if not 0 < self.max_seq_length <= usable:
+            offset = f" - position_offset ({self.position_offset})" if self.position_offset else ""
+            raise ValueError(
+                f"max_seq_length ({self.max_seq_length}) must be in 1..max_position "
+                f"({self.max_position}){offset}; raise max_position or lower max_seq_length"
+            )
+        if self.relative_buckets < 0 or self.relative_buckets % 2 != 0:
+            raise ValueError(
+                f"relative_buckets must be 0 (no relative bias) or an even count (half for "
+                f"each direction), got {self.relative_buckets}"
+            )
+        if self.relative_buckets and self.relative_max_distance <= self.relative_buckets // 4:
+            raise ValueError(
+                f"relative_max_distance ({self.relative_max_distance}) must exceed the exact "
+                f"buckets (relative_buckets / 4 = {self.relative_buckets // 4}); raise it"
+            )
+
+    def _check_attention_span(self) -> None:
+        if self.local_window is not None and self.local_window < 2:
+            raise ValueError(
+                f"local_window must be at least 2 tokens (it spans window / 2 each side), or "
+                f"None for global attention everywhere; got {self.local_window}"
+            )
+        if self.global_every < 1:
+            raise ValueError(
+                f"global_every must be >= 1 (1: every layer global), got {self.global_every}"
+            )
 
     def replace(self, **changes: Any) -> EncoderConfig:
         return dataclasses.replace(self, **changes)

@@ -1,4 +1,4 @@
-"""Input embeddings: token (+ position table) (+ token type), then the norm and dropout."""
+"""Input embeddings: token (+ position table) (+ token type), then the norm (if any) and dropout."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ class Embeddings(nn.Module):
             if config.type_vocab_size > 0
             else None
         )
-        self.norm = make_norm(config)
+        # Decoders (Qwen3) pass the raw embeddings to their first pre-norm layer.
+        self.norm = make_norm(config) if config.embedding_norm else nn.Identity()
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, input_ids: Tensor, token_type_ids: Tensor | None = None) -> Tensor:

@@ -14,9 +14,9 @@ class FeedForward(nn.Module):
 
     def __init__(self, config: EncoderConfig) -> None:
         super().__init__()
-        self.up = nn.Linear(config.d_model, config.d_ff)
+        self.up = nn.Linear(config.d_model, config.d_ff, bias=config.mlp_bias)
         self.act = ACTIVATIONS[config.activation]()
-        self.down = nn.Linear(config.d_ff, config.d_model)
+        self.down = nn.Linear(config.d_ff, config.d_model, bias=config.mlp_bias)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.down(self.act(self.up(x)))  # (B, T, D) -> (B, T, F) -> (B, T, D)
@@ -25,13 +25,13 @@ class FeedForward(nn.Module):
 class GatedFeedForward(FeedForward):
     """down(act(gate(x)) * up(x)): a second projection decides, per feature, how much passes.
 
-    With SiLU this is SwiGLU (Shazeer, "GLU Variants Improve Transformer"); the state-dict names
-    are those of the plain block plus ``gate``.
+    With SiLU this is SwiGLU (Shazeer, "GLU Variants Improve Transformer"; Llama, Qwen3), with
+    GELU GeGLU (ModernBERT); the state-dict names are those of the plain block plus ``gate``.
     """
 
     def __init__(self, config: EncoderConfig) -> None:
         super().__init__(config)
-        self.gate = nn.Linear(config.d_model, config.d_ff)
+        self.gate = nn.Linear(config.d_model, config.d_ff, bias=config.mlp_bias)
 
     def forward(self, x: Tensor) -> Tensor:
         h = self.act(self.gate(x)) * self.up(x)  # (B, T, D) -> (B, T, F)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from .attention import attention_bias
 from .config import EncoderConfig
 from .embeddings import Embeddings
 from .layers import EncoderLayer
+from .masks import AttentionBiases
 from .norms import make_norm
 from .pooling import pool
 
@@ -17,16 +17,17 @@ class SentenceEncoder(nn.Module):
         super().__init__()
         self.config = config
         self.embeddings = Embeddings(config)
-        self.layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.n_layers))
+        self.biases = AttentionBiases(config)
+        self.layers = nn.ModuleList(EncoderLayer(config, i) for i in range(config.n_layers))
         # Pre-norm stacks leave the residual stream un-normalised; close it with one norm.
         self.final_norm = make_norm(config) if config.norm == "pre" else nn.Identity()
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
         """(B, T) int64 ids and mask -> token embeddings (B, T, D), sentence embedding (B, D)."""
         x = self.embeddings(input_ids)  # (B, T, D)
-        bias = attention_bias(attention_mask, dtype=x.dtype)  # (B, 1, 1, T)
+        biases = self.biases(attention_mask, x.dtype)  # BERT: {global, local}: (B, 1, 1, T)
         for layer in self.layers:
-            x = layer(x, bias)
+            x = layer(x, biases[layer.span])
         x = self.final_norm(x)
         return x, pool(x, attention_mask, self.config.pooling)
 
@@ -40,7 +41,8 @@ def init_weights(module: nn.Module, std: float = 0.02) -> None:
         nn.init.zeros_(module.bias)
     if isinstance(module, nn.LayerNorm):
         nn.init.ones_(module.weight)
-        nn.init.zeros_(module.bias)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
 
 
 def build_model(config: EncoderConfig) -> SentenceEncoder:

@@ -26,12 +26,22 @@ class RMSNorm(nn.Module):
         return (h * torch.rsqrt(mean_square + self.eps)).to(x.dtype) * self.weight  # (B, T, D)
 
 
-def make_norm(config: EncoderConfig) -> nn.Module:
-    """The norm ``config.norm_type`` names, over ``d_model`` features.
+def make_norm(config: EncoderConfig, features: int | None = None) -> nn.Module:
+    """The norm ``config.norm_type`` names, over ``features`` (default ``d_model``).
 
     ``layer`` is PyTorch's own LayerNorm: its fused kernel, and the weight/bias names that saved
-    folders and BERT checkpoints use.
+    folders and BERT checkpoints use; ``norm_bias=False`` drops its bias (ModernBERT).
     """
+    features = config.d_model if features is None else features
     if config.norm_type == "rms":
-        return RMSNorm(config.d_model, eps=config.layer_norm_eps)
-    return nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
+        return RMSNorm(features, eps=config.layer_norm_eps)
+    return nn.LayerNorm(features, eps=config.layer_norm_eps, bias=config.norm_bias)
+
+
+def make_head_norm(config: EncoderConfig) -> nn.Module:
+    """What attention applies to each head of q and k before rotating them.
+
+    Qwen3 normalises every head's ``head_dim`` features on their own (so the scores cannot grow
+    with the scale of the projections); other families leave q and k as projected.
+    """
+    return make_norm(config, config.head_size) if config.qk_norm else nn.Identity()

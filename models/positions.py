@@ -35,10 +35,19 @@ def sinusoidal_table(n_positions: int, d_model: int) -> Tensor:
 
 
 class LearnedPositions(nn.Embedding):
-    """A trained (P, D) table; its one parameter keeps the name ``position.weight``."""
+    """A trained (P, D) table; its one parameter keeps the name ``position.weight``.
+
+    Token i of an input reads row ``offset + i``. RoBERTa and MPNet number positions from
+    pad_token_id + 1 (fairseq's convention; their rows below that are never trained), so a
+    right-padded input's real tokens sit at offset + i there too.
+    """
+
+    def __init__(self, n_positions: int, d_model: int, offset: int = 0) -> None:
+        super().__init__(n_positions, d_model)
+        self.offset = offset
 
     def forward(self, x: Tensor) -> Tensor:  # x: (B, T, D) token embeddings
-        return x + self.weight[: x.shape[1]]  # (B, T, D)
+        return x + self.weight[self.offset : self.offset + x.shape[1]]  # (B, T, D)
 
 
 class SinusoidalPositions(nn.Module):
@@ -57,7 +66,7 @@ class SinusoidalPositions(nn.Module):
 def make_positions(config: EncoderConfig) -> nn.Module:
     """What the embeddings add for position: a table, or nothing when attention rotates."""
     if config.positional == "learned":
-        return LearnedPositions(config.max_position, config.d_model)
+        return LearnedPositions(config.max_position, config.d_model, config.position_offset)
     if config.positional == "sinusoidal":
         return SinusoidalPositions(config.max_position, config.d_model)
     return nn.Identity()
@@ -113,8 +122,13 @@ class NoRotation(nn.Module):
         return q, k
 
 
-def make_rotation(config: EncoderConfig) -> nn.Module:
-    """What attention does to q and k for position: rotate them, or nothing."""
-    if config.positional == "rotary":
-        return Rotary(config.max_position, config.d_model // config.n_heads, config.rope_theta)
-    return NoRotation()
+def make_rotation(config: EncoderConfig, local: bool = False) -> nn.Module:
+    """What attention does to q and k for position: rotate them, or nothing.
+
+    ``local`` layers rotate by ``local_rope_theta`` when the config sets one (ModernBERT: 10k
+    locally, 160k globally, so the global layers resolve longer distances).
+    """
+    if config.positional != "rotary":
+        return NoRotation()
+    theta = config.local_rope_theta if local and config.local_rope_theta else config.rope_theta
+    return Rotary(config.max_position, config.head_size, theta)

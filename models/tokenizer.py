@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -20,6 +21,8 @@ TruncationSide = Literal["right", "left"]
 CHARS_PER_TOKEN = 8
 WINDOW_GROWTH = 4
 MAX_CHARS_PER_TOKEN = 128
+# Files beside tokenizer.json that name the special tokens (transformers writes both).
+SPECIAL_TOKEN_FILES = ("tokenizer_config.json", "special_tokens_map.json")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,9 +52,11 @@ def _clear_of_the_cut(encoding: Encoding, side: TruncationSide) -> bool:
     """True when the kept tokens of a truncated window are those of the whole text.
 
     Cutting the text changes at most the words (pre-tokens) that touch the cut: the one it
-    splits, and with byte-level splitting of whitespace runs the one before it. Kept tokens that
-    avoid the two words nearest the cut are what the whole text gives; a window that was not
-    truncated at all proves nothing.
+    splits, and with byte-level splitting of whitespace runs the one before it (GPT-2's
+    ``\\s+(?!\\S)`` gives a run's last space to the next word, so a run cut short is one word
+    more). BERT's split and Metaspace (Unigram) change only the word cut. Kept tokens that
+    avoid the two words nearest the cut are what the whole text gives (property-tested for
+    WordPiece, Unigram and byte-level BPE); a window that was not truncated proves nothing.
     """
     if not encoding.overflowing:
         return False
@@ -62,6 +67,28 @@ def _clear_of_the_cut(encoding: Encoding, side: TruncationSide) -> bool:
         cut = max(w for o in encoding.overflowing for w in o.word_ids if w is not None)
         return max(kept) <= cut - 2
     return min(kept) >= 2  # the window's first word (0) is the one the cut split
+
+
+def _named_pad_token(folder: Path) -> str | None:
+    """The ``pad_token`` of the special-token files beside tokenizer.json, if one names it."""
+    for name in SPECIAL_TOKEN_FILES:
+        path = folder / name
+        token = json.loads(path.read_text()).get("pad_token") if path.is_file() else None
+        if isinstance(token, dict):  # an AddedToken as transformers serialises it
+            token = token.get("content")
+        if isinstance(token, str):
+            return token
+    return None
+
+
+def _pad_id(base: HFTokenizer, folder: Path, default: int) -> int:
+    """The pad id as ``transformers`` would pad: the file's padding config, else the pad token
+    its special-token files name, else ``default`` (the model config's ``pad_token_id``)."""
+    if base.padding is not None:
+        return int(base.padding["pad_id"])
+    named = _named_pad_token(folder)
+    pad = None if named is None else base.token_to_id(named)
+    return default if pad is None else pad
 
 
 class Tokenizer:
@@ -76,16 +103,17 @@ class Tokenizer:
     ``MAX_CHARS_PER_TOKEN`` characters per kept token.
     One ``tokenizers`` instance per (side, limit), so a call never mutates shared state and
     the wrapper is safe to use from several threads.
+    Special tokens are what the file's post-processor adds ([CLS]/[SEP], <s>/</s>, a trailing
+    <|endoftext|>); the pad id is read as :func:`_pad_id` says, ``default_pad_id`` last.
     """
 
-    def __init__(self, path: str | Path, max_length: int) -> None:
+    def __init__(self, path: str | Path, max_length: int, default_pad_id: int = 0) -> None:
         self.path = Path(path)
         self.max_length = max_length
         base = HFTokenizer.from_file(str(self.path))
+        self.pad_id = _pad_id(base, self.path.parent, default_pad_id)
         base.no_padding()
         base.no_truncation()
-        pad = base.token_to_id("[PAD]")
-        self.pad_id = 0 if pad is None else pad
         self.vocab_size = base.get_vocab_size(with_added_tokens=True)
         self._untruncated = base
         self._truncating: dict[tuple[str, int], HFTokenizer] = {}

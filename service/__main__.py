@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from .settings import (
     DEFAULT_ARTIFACT,
+    DEFAULT_ARTIFACT_CACHE,
     BackendName,
     Device,
     Ingress,
@@ -50,6 +51,16 @@ def parse_args(argv: list[str] | None = None) -> tuple[Path | None, dict[str, An
     p.add_argument("--config", type=Path, help="YAML settings file (overridden by env and flags)")
     p.add_argument(
         "--artifact", type=Path, help=f"exported model folder (default {DEFAULT_ARTIFACT})"
+    )
+    p.add_argument(
+        "--model",
+        metavar="NAME_OR_PATH",
+        help="a known model or a checkpoint folder, exported on first use (not with --artifact)",
+    )
+    p.add_argument(
+        "--artifact-cache",
+        type=Path,
+        help=f"where --model's artifacts go ({DEFAULT_ARTIFACT_CACHE})",
     )
     p.add_argument("--host")
     p.add_argument("--port", type=int)
@@ -106,6 +117,21 @@ def ensure_default_artifact(artifact: Path) -> None:
     cmd = [sys.executable, "-m", "export", "--model", "all-MiniLM-L6-v2", "--output", str(artifact)]
     if subprocess.run(cmd, check=False).returncode != 0:
         sys.exit("error: exporting the default model failed")
+
+
+def model_artifact(settings: ServiceSettings) -> ServiceSettings:
+    """With ``model`` set: the settings serving its cached artifact (exported first if need
+    be); any failure ends the launcher with one line."""
+    from .artifact_cache import CacheError, ensure_model_artifact
+
+    assert settings.model is not None
+    if "artifact" in settings.model_fields_set:
+        sys.exit("error: give a model (--model) or an artifact (--artifact), not both")
+    try:
+        artifact = ensure_model_artifact(settings.model, settings.artifact_cache)
+    except CacheError as exc:
+        sys.exit(f"error: {exc}")
+    return settings.model_copy(update={"artifact": artifact})
 
 
 def default_cpu_budget(settings: ServiceSettings, cores: int) -> ServiceSettings:
@@ -191,7 +217,10 @@ def main(argv: list[str] | None = None) -> None:
     except (ValueError, OSError) as exc:
         sys.exit(f"error: {one_line(exc)}")
     settings = default_cpu_budget(settings, os.cpu_count() or 1)
-    ensure_default_artifact(settings.artifact)
+    if settings.model is not None:
+        settings = model_artifact(settings)
+    else:
+        ensure_default_artifact(settings.artifact)
     check_backend_plan(settings)
 
     from .ingress import ingress_timeout_s, ray_environment

@@ -35,11 +35,15 @@ _TEI_TYPES = {
 
 @dataclass
 class ApiError(Exception):
+    """``tei_status``: what the TEI-compatible routes answer instead of ``status``, for an error
+    text-embeddings-inference classes differently from us (None: the same)."""
+
     status: int
     message: str
     param: str | None = None
     code: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    tei_status: int | None = None
 
     def __str__(self) -> str:
         return self.message
@@ -70,9 +74,10 @@ def error_body(error: ApiError, dialect: str = "openai") -> bytes:
 
 
 def render(error: ApiError, dialect: str = "openai") -> Response:
+    tei_status = error.tei_status if dialect == "tei" else None
     return Response(
         error_body(error, dialect),
-        status_code=error.status,
+        status_code=error.status if tei_status is None else tei_status,
         media_type="application/json",
         headers=error.headers,
     )

@@ -36,6 +36,11 @@ Out = TypeVar("Out")
 # Texts per job on the tokenizer thread: a large request is tokenized a chunk at a time, so a
 # small request that arrives meanwhile waits for one chunk (a few ms), not the whole request.
 TOKENIZE_CHUNK = 32
+# What text-embeddings-inference answers for a prompt_name the model lacks: its tokenizer
+# raises TextEmbeddingsError::Validation (core/src/tokenization.rs, prepare_pre_prompt), which
+# router/src/http/server.rs (impl From<&ErrorType> for StatusCode) maps to 422 Unprocessable
+# Entity since TEI PR #818 "Fix HTTP error code for validation" (413 before it).
+TEI_VALIDATION_STATUS = 422
 
 
 @dataclass(frozen=True)
@@ -59,13 +64,20 @@ class ServedModel:
         self.max_length = config.max_seq_length
         self.vocab_size = config.vocab_size
         self.max_inputs = settings.max_inputs
+        self.prompts = config.prompts
+        self.default_prompt_name = config.default_prompt_name
+        # A real token for warm-up and health probes: the one after padding (any id would do,
+        # but not one past the vocabulary, whichever id a family pads with).
+        self.probe_id = (config.pad_token_id + 1) % config.vocab_size
         # An artifact without a tokenizer (a random-config model) serves token ids only.
         path = artifact.tokenizer_path
-        self.tokenizer = Tokenizer(path, self.max_length) if path is not None else None
+        self.tokenizer = (
+            Tokenizer(path, self.max_length, config.pad_token_id) if path is not None else None
+        )
         self.backends = create_backends(settings, artifact)
         for backend in [*self.backends.streams, self.backends.whole]:
             if backend is not None:
-                warm_up(backend, self.max_length, config.pad_token_id)
+                warm_up(backend, self.max_length, self.probe_id)
         self.batcher = TokenBudgetBatcher(
             self.backends.streams,
             settings.batching,
@@ -97,6 +109,22 @@ class ServedModel:
                 f"model's max length ({self.max_length})"
             )
         self.batcher.configure(batching)
+
+    def prompt(self, name: str | None) -> str:
+        """The text put before each input (sentence-transformers' ``prompt + text``): the
+        prompt called ``name``, else the default prompt, else none. An unknown name is the
+        client's mistake: 400 here, 422 on the TEI routes (``TEI_VALIDATION_STATUS``)."""
+        if name is None:
+            default = self.default_prompt_name
+            return "" if default is None else self.prompts[default]
+        if name not in self.prompts:
+            known = ", ".join(repr(n) for n in sorted(self.prompts))
+            has = f"its prompts are {known}" if known else "it has no prompts"
+            raise ApiError(
+                400, f"model {self.name!r} has no prompt {name!r}: {has}", "prompt_name",
+                "unknown_prompt", tei_status=TEI_VALIDATION_STATUS,
+            )  # fmt: skip
+        return self.prompts[name]
 
     async def tokenize(self, texts: list[str], side: TruncationSide, limit: int) -> list[list[int]]:
         """Token ids per text, cut to at most ``limit``."""
@@ -166,7 +194,7 @@ class ServedModel:
         """
         if self.batcher.running_since is not None or self.batcher.queued_inputs > 0:
             return not self.batcher.stuck(stall_s)
-        probe = np.asarray([self.artifact.config.pad_token_id + 1], dtype=np.int64)
+        probe = np.asarray([self.probe_id], dtype=np.int64)
         try:
             submitted = self.batcher.submit([probe], probe=True)
             [result] = await asyncio.wait_for(submitted, timeout_s)
@@ -183,6 +211,8 @@ class ServedModel:
             "max_input_length": self.max_length,
             "pooling": self.artifact.config.pooling,
             "normalized_by_default": True,
+            "prompts": self.prompts,
+            "default_prompt_name": self.default_prompt_name,
             "backend": {
                 "name": self.backends.choice.backend,
                 "precision": self.backends.choice.precision,

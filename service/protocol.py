@@ -103,6 +103,11 @@ class OpenAIEmbeddingRequest(BaseModel):
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: Dimensions | None = Field(None, ge=1)
     user: StrictStr | None = None
+    prompt_name: StrictStr | None = Field(
+        None,
+        description="extension: a prompt of the model (GET /info lists them) put before each "
+        "text, as text-embeddings-inference's prompt_name; default: the model's default prompt",
+    )
 
     @field_validator("input", "dimensions", mode="wrap")
     @classmethod
@@ -133,6 +138,11 @@ class TeiEmbedRequest(BaseModel):
         Literal["right", "left"],
         Documented({"enum": ["right", "left", "Right", "Left"], "description": "any case"}),
     ] = "right"
+    prompt_name: StrictStr | None = Field(
+        None,
+        description="a prompt of the model (GET /info lists them) put before each input; "
+        "default: the model's default prompt",
+    )
 
     _lower = field_validator("truncation_direction", mode="before")(_direction)
 
@@ -279,13 +289,15 @@ RETRY_AFTER = {"Retry-After": {"description": "seconds to wait", "schema": {"typ
 # Why each status may come; Ray's router and proxy answer 429 and 503 for any route.
 ERRORS: dict[int, dict[str, Any]] = {
     400: {"description": "malformed JSON or compressed body, an empty input, a token id outside "
-          f"the vocabulary, dimensions over the model's, a bad {DEADLINE_HEADER}"},
+          f"the vocabulary, dimensions over the model's, a bad {DEADLINE_HEADER}, a prompt_name "
+          "the model lacks (TEI routes: 422, as TEI)"},
     401: {"description": "missing or wrong API key (Authorization: Bearer <key>)"},
     404: {"description": "the model named is not the one served"},
     413: {"description": "body over max_body_bytes (decoded), too many inputs, or an input over "
           "the model's length with truncation off"},
     415: {"description": "a Content-Encoding other than gzip, deflate or identity"},
-    422: {"description": "a body that does not fit the request schema"},
+    422: {"description": "a body that does not fit the request schema; on TEI routes also a "
+          "prompt_name the model lacks"},
     429: {"description": "busy: too much work queued; retry after Retry-After",
           "headers": RETRY_AFTER},
     503: {"description": "no replica can answer (starting, lost, unhealthy); retry after "

@@ -176,6 +176,7 @@ class Api:
             self.settings.truncate,
             dimensions=req.dimensions,
             deadline=request.state.deadline,
+            prompt_name=req.prompt_name,
         )
         result = await pipeline(task)
         body = openai_embeddings_body(result, pipeline.model.name, req.encoding_format == "base64")
@@ -193,6 +194,7 @@ class Api:
                 req.truncation_direction,
                 req.normalize,
                 deadline=request.state.deadline,
+                prompt_name=req.prompt_name,
             )  # fmt: skip
         )
         return result.outputs, timing_headers(result)

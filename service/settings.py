@@ -19,6 +19,7 @@ BackendName = Literal["auto", "onnxruntime", "openvino", "torch"]
 Precision = Literal["auto", "fp32", "bf16", "fp16", "int8"]
 Device = Literal["cpu", "cuda"]
 DEFAULT_ARTIFACT = Path("artifacts/all-MiniLM-L6-v2")
+DEFAULT_ARTIFACT_CACHE = Path("artifacts/cache")
 
 
 class BatchingConfig(BaseModel):
@@ -85,6 +86,15 @@ class ServiceSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     artifact: Path = DEFAULT_ARTIFACT
+    model: str | None = Field(
+        None,
+        description="a known model name or a checkpoint folder to serve instead of artifact: "
+        "python -m service exports it into artifact_cache on first use (service.artifact_cache)",
+    )
+    artifact_cache: Path = Field(
+        DEFAULT_ARTIFACT_CACHE,
+        description="where model's artifacts are kept, one folder per checkpoint content hash",
+    )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     ingress: Ingress = Field(
@@ -92,7 +102,11 @@ class ServiceSettings(BaseModel):
     )
     route_prefix: str = "/"
     app_name: str = "embedserve"
-    model_name: str | None = Field(None, description="served model id; default: the artifact's")
+    model_name: str | None = Field(
+        None,
+        description="served model id; default: the artifact's, which is the name of the "
+        "checkpoint folder (or the known name) it was exported from",
+    )
     backend: BackendName = "auto"
     precision: Precision = "auto"
     device: Device = "cpu"

@@ -30,6 +30,7 @@ from .checks import (
     reject_long,
     token_arrays,
 )
+from .errors import ApiError
 from .metrics import StageMetrics
 from .model import Result, ServedModel
 
@@ -47,6 +48,7 @@ class TaskRequest:
     normalize: bool = True
     dimensions: int | None = None  # cut pooled vectors to this many (OpenAI)
     deadline: float | None = None  # time.perf_counter() seconds; queued inputs then fail (504)
+    prompt_name: str | None = None  # None: the model's default prompt, if it has one
 
 
 def are_texts(inputs: list[str] | list[list[int]]) -> TypeGuard[list[str]]:
@@ -104,18 +106,27 @@ class Pipeline:
         return Result(outputs, ran.token_count, ran.queue_s, ran.inference_s)
 
     async def pre(self, request: TaskRequest) -> list[np.ndarray]:
-        """Checked token ids per input: texts tokenized (on the tokenizer thread), ids taken
-        as they are; over-long inputs cut, or refused with 413 when truncation is off."""
+        """Checked token ids per input: texts tokenized (on the tokenizer thread) after the
+        prompt, ids taken as they are (a client that tokenized chose its prompt: only an
+        explicit ``prompt_name`` is refused for them); over-long inputs cut, or refused with
+        413 when truncation is off. The prompt's tokens count as the input's, as in TEI."""
         model, inputs = self.model, request.inputs
         check_dimensions(request.dimensions, model.dimension)
         check_count(len(inputs), model.max_inputs)
+        prompt = model.prompt(request.prompt_name)
         if are_texts(inputs):
             check_texts(inputs)
+            texts = [prompt + text for text in inputs] if prompt else inputs
             limit = count_limit(model.max_length, request.truncate)
-            ids = await model.tokenize(inputs, request.side, limit)
+            ids = await model.tokenize(texts, request.side, limit)
             if not request.truncate:
                 reject_long(ids, model.max_length)
             return [np.asarray(seq, dtype=np.int64) for seq in ids]
+        if request.prompt_name is not None:
+            raise ApiError(
+                400, "prompt_name applies to texts; send token ids with the prompt's in them",
+                "prompt_name", "prompt_with_token_ids",
+            )  # fmt: skip
         arrays = token_arrays(cast("list[list[int]]", inputs), model.vocab_size)
         if not request.truncate:
             reject_long(arrays, model.max_length)

@@ -2,9 +2,10 @@
 
 Phases: the fp32 PyTorch reference vectors; offline rounds (sentence-transformers and every
 embedserve CPU backend); the load generator against a stub; embedserve served (W1-W4, then W2
-paired with its own backend offline, then quality of service under load, ``qos``); with
-``--studies`` only, issue 8's one-off optimisation studies (``studies``); finally results.json,
-the plots and the Markdown.
+paired with its own backend offline, then quality of service under load, ``qos``); the models
+beside MiniLM (``extra_models``: all-mpnet-base-v2); with ``--studies`` only, issue 8's one-off
+optimisation studies (``studies``); finally results.json, the plots and the Markdown.
+``--only mpnet`` runs that model's section alone and merges it into the last results.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,7 +34,17 @@ from ..config import LoadConfig  # noqa: E402
 from ..driver import RunResult, run  # noqa: E402
 from ..summary import now  # noqa: E402
 from ..workload import chunks  # noqa: E402
-from . import figures, flops, offline, qos, report, served, studies  # noqa: E402
+from . import (  # noqa: E402
+    extra_models,
+    figures,
+    flops,
+    offline,
+    qos,
+    report,
+    report_extra,
+    served,
+    studies,
+)
 from .collect import (  # noqa: E402
     accuracy,
     client_rows,
@@ -88,15 +98,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="also run issue 8's one-off optimisation studies (server variants back to back, "
         "micro-batching and threads offline, the backend chain): ~5 min more on two cores",
     )
+    p.add_argument(
+        "--only",
+        choices=sorted(extra_models.EXTRA_MODELS),
+        help="run only this model's section beside MiniLM (about 3 min); it replaces that "
+        "section in the results.json beside --doc and re-renders --doc from them, or prints "
+        "the section alone when there are no results yet",
+    )
     return p.parse_args(argv)
-
-
-def ensure_artifact(artifact: Path) -> None:
-    if (artifact / "manifest.json").is_file():
-        return
-    log.info("exporting all-MiniLM-L6-v2 to %s", artifact)
-    cmd = [sys.executable, "-m", "export", "--model", "all-MiniLM-L6-v2", "--output", str(artifact)]
-    subprocess.run(cmd, check=True)
 
 
 @dataclass
@@ -210,8 +219,8 @@ def paired_vs_offline(
     def best_offline() -> float:  # the stricter reference: the faster way to run it
         return max(offline.one_pass(same, batches), offline.streams_pass(streams, batches))
 
-    pairs = served.paired_w2(url, best_offline, PAIRS, seconds)
     w2 = served.CLOSED_LOOPS["w2"]
+    pairs = served.paired_closed_loop(url, w2, best_offline, PAIRS, seconds)
     return ServedVsOffline(
         backend=same.name,
         served_inputs_per_s=float(np.median([s for _, s in pairs])),
@@ -240,12 +249,42 @@ def long_passage_flops(
     return result
 
 
+def only_extra_model(args: argparse.Namespace, assets: Path) -> int:
+    """``--only KEY``: that model's section, merged into the last full run's results if any."""
+    import torch
+
+    served.ensure_artifact(args.artifact, "all-MiniLM-L6-v2")
+    torch.set_num_threads(args.threads)
+    found, skipped = extra_models.measure_all(
+        [args.only], args.artifact, args.threads, time_scale(args), work_dir()
+    )
+    saved = assets / "results.json"
+    if not saved.is_file():
+        log.info("no %s: the section alone follows", saved)
+        lines = report_extra.section(found, skipped, machine().cores, None)
+        sys.stdout.write("\n".join(lines) + "\n")
+        return 0 if found else 1
+    results = BenchResults.model_validate_json(saved.read_text())
+    names = {m.model for m in found} | set(skipped)
+    results.extra_models = [m for m in results.extra_models if m.model not in names] + found
+    results.extra_models_skipped = {
+        **{k: v for k, v in results.extra_models_skipped.items() if k not in names},
+        **skipped,
+    }
+    saved.write_text(results.model_dump_json(indent=2) + "\n")
+    args.doc.write_text(report.render(results), encoding="utf-8")
+    log.info("merged into %s and re-rendered %s", saved, args.doc)
+    return 0 if found else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     args = parse_args(argv)
+    if args.only:
+        return only_extra_model(args, args.doc.parent / args.doc.stem)
     started, t0 = now(), time.perf_counter()
     assets = args.doc.parent / args.doc.stem  # docs/benchmarks/
-    ensure_artifact(args.artifact)
+    served.ensure_artifact(args.artifact, "all-MiniLM-L6-v2")
     host = machine()
 
     import torch
@@ -285,6 +324,10 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         row.vs_baseline = row.inputs_per_s / baseline[row.shape] if row.shape in baseline else None
     passage_flops = long_passage_flops(args.artifact, t, rows, peak)
+    log.info("models beside MiniLM: %s", ", ".join(extra_models.EXTRA_MODELS))
+    extra, extra_skipped = extra_models.measure_all(
+        list(extra_models.EXTRA_MODELS), args.artifact, args.threads, time_scale(args), work_dir()
+    )
 
     found = None
     if args.studies:
@@ -337,6 +380,8 @@ def main(argv: list[str] | None = None) -> int:
         long_flops=passage_flops,
         studies=found,
         qos=s.qos,
+        extra_models=extra,
+        extra_models_skipped=extra_skipped,
     )
     assets.mkdir(parents=True, exist_ok=True)
     (assets / "results.json").write_text(results.model_dump_json(indent=2) + "\n")

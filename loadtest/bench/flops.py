@@ -43,23 +43,33 @@ OPENVINO = "OpenVINO MatMul (bf16 hint)"
 def flops_per_sequence(config: EncoderConfig, length: int) -> float:
     """Forward FLOPs of the encoder on one sequence of ``length`` real tokens (2 per multiply-add).
 
-    Per layer, with L = length, d = d_model and d_ff the feed-forward width:
+    Per layer, with L = length, d = d_model, H query heads and K key/value heads (K = H unless
+    grouped-query attention) of Dh features each (``head_size``: d / H unless the config sets
+    ``head_dim``, as Qwen3 does), and d_ff the feed-forward width:
 
-    - Q, K, V and output projections: 4 · 2·L·d²
-    - attention scores Q·Kᵀ and the weighted sum of V, all heads together: 2 · 2·L²·d
-    - feed-forward up and down: 2 · 2·L·d·d_ff
+    - Q and output projections: 2 · 2·L·d·(H·Dh); K and V projections: 2 · 2·L·d·(K·Dh)
+    - attention scores Q·Kᵀ and the weighted sum of V, all query heads: 2 · 2·L²·(H·Dh)
+      (grouped-query attention shares K and V between heads but every query head still
+      multiplies by them)
+    - feed-forward: 2 · 2·L·d·d_ff plain (up, down); 3 · 2·L·d·d_ff gated (gate, up, down)
 
-    Ignored, because they are not matrix multiplies and are small beside them (about 1% here):
-    biases, layer norms, softmax, GELU, residual adds, embedding lookups and pooling. The count
-    is what a matmul peak can be compared with, and it is exactly what
-    ``torch.utils.flop_counter.FlopCounterMode`` counts on the model with math attention.
+    Causal or sliding-window attention does not halve the attention term: dense kernels (ours,
+    ONNX Runtime's, OpenVINO's) compute every score and mask the unused ones, so the full L² is
+    work the machine does. Ignored, because they are not matrix multiplies and are small beside
+    them (about 1% for MiniLM): biases, norms, softmax, activations, rotary or relative position
+    terms, residual adds, embedding lookups and pooling. The count is what a matmul peak can be
+    compared with, and it is exactly what ``torch.utils.flop_counter.FlopCounterMode`` counts on
+    the model with math attention.
     """
     if length < 0:
         raise ValueError(f"length must be >= 0, got {length}")
-    d, ff, n = config.d_model, config.d_ff, float(length)
-    projections = 4 * 2 * n * d * d
-    attention = 2 * 2 * n * n * d
-    feed_forward = 2 * 2 * n * d * ff
+    d, n, dh = config.d_model, float(length), config.head_size
+    q_width = config.n_heads * dh
+    kv_width = (config.n_kv_heads or config.n_heads) * dh
+    projections = 2 * 2 * n * d * q_width + 2 * 2 * n * d * kv_width
+    attention = 2 * 2 * n * n * q_width
+    matrices = 3 if config.feed_forward == "gated" else 2
+    feed_forward = matrices * 2 * n * d * config.d_ff
     return config.n_layers * (projections + attention + feed_forward)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..stats import LatencyStats
+from .report_extra import extra_models
 from .results import (
     BULK_PHASES,
     BenchResults,
@@ -132,6 +133,7 @@ def render(results: BenchResults) -> str:
         "",
     ]
     out += served_vs_offline(results) + cpu_budget(results) + long_passage_flops(results)
+    out += extra_models(results)
     out += optimisations(results) + server_split(results)
     out += sweep(results) + qos(results)
     out += client(results) + plots_section(results) + notes(results)

@@ -289,6 +289,26 @@ class Studies(BaseModel):
     seconds: float
 
 
+class ExtraModelResult(BaseModel):
+    """A model measured beside all-MiniLM-L6-v2 (``loadtest.bench.extra_models``): accuracy
+    against sentence-transformers fp32 and served throughput over it, both in the same run."""
+
+    model: str
+    threads: int  # the server's --num-cpus and sentence-transformers' torch threads
+    parity_texts: dict[str, int]  # "sentences", "passages": how many of each were compared
+    accuracy: dict[str, Accuracy]  # system -> cosine to sentence-transformers fp32
+    served_system: str  # "embedserve <backend> <precision> served", from /info
+    inputs_per_request: int  # the served closed loop: sentences per request, clients
+    clients: int
+    seconds_per_served_run: float
+    pairs: list[tuple[float, float]]  # (sentence-transformers offline, served) inputs/s
+    offline_inputs_per_s: float  # medians over the pairs
+    served_inputs_per_s: float
+    ratio: float  # median over the pairs of served / offline
+    work_vs_main: float  # matmul FLOPs per sentence over all-MiniLM-L6-v2's, same sentences
+    seconds: float  # wall time of the section, export excluded
+
+
 class BenchSettings(BaseModel):
     """How this run was set up: what the report's method notes quote."""
 
@@ -322,3 +342,5 @@ class BenchResults(BaseModel):
     long_flops: LongPassageFlops | None = None  # issue 8: FLOP/s against the bf16 peak
     studies: Studies | None = None  # only with --studies
     qos: QosResults | None = None  # quality of service under load; absent in older results
+    extra_models: list[ExtraModelResult] = []  # models measured beside MiniLM (issue 16)
+    extra_models_skipped: dict[str, str] = {}  # model -> why it was not measured

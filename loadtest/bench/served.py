@@ -9,6 +9,7 @@ embedserve on this shared machine cannot leak into its metrics.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -29,6 +30,7 @@ from ..config import LoadConfig, Workload
 from ..driver import RunResult, run
 from .cpu import CpuBreakdown, breakdown, descendants, snapshot
 
+log = logging.getLogger(__name__)
 READY_LINE = "embedserve is serving"
 STUB_DIM = 384  # the stub answers vectors of all-MiniLM-L6-v2's size: the client parses as much
 
@@ -63,6 +65,16 @@ CLOSED_LOOPS = {
 class Server:
     url: str
     pid: int  # the launcher; Ray's processes are its descendants
+
+
+def ensure_artifact(artifact: Path, model: str) -> None:
+    """Export ``model`` (a known name or a folder) to ``artifact`` unless an export is there:
+    kept across runs, as operators keep theirs."""
+    if (artifact / "manifest.json").is_file():
+        return
+    log.info("exporting %s to %s", model, artifact)
+    cmd = [sys.executable, "-m", "export", "--model", model, "--output", str(artifact)]
+    subprocess.run(cmd, check=True)
 
 
 @contextmanager
@@ -157,6 +169,16 @@ def served_vectors(url: str, batches: list[list[str]]) -> np.ndarray:
     return np.concatenate(out)
 
 
+def server_info(url: str) -> dict | None:
+    """The server's ``/info`` (its model, backend and batching), or None if it has none."""
+    try:
+        with urllib.request.urlopen(f"{url}/info", timeout=30) as response:
+            info = json.loads(response.read())
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) else None
+
+
 def workloads(
     url: str,
     out: Path | None,
@@ -224,20 +246,24 @@ def run_all(
     return results, cpu
 
 
-def paired_w2(
-    url: str, offline_pass: Callable[[], float], pairs: int, seconds: float
+def paired_closed_loop(
+    url: str,
+    loop: ClosedLoop,
+    offline_pass: Callable[[], float],
+    pairs: int,
+    seconds: float,
 ) -> list[tuple[float, float]]:
-    """(offline, served) inputs/s, measured back to back ``pairs`` times, order alternating.
+    """(offline, served) inputs/s, measured back to back ``pairs`` times, order alternating;
+    served is ``loop`` (its workload, inputs and clients) run for ``seconds``.
 
     On a shared machine the load of others drifts by the minute; a ratio of two measurements
     taken seconds apart is far steadier than one of measurements taken minutes apart.
     """
-    w2 = CLOSED_LOOPS["w2"]
     config = LoadConfig(
         url=url,
-        workload=w2.workload,
-        batch_size=w2.inputs,
-        concurrency=w2.clients,
+        workload=loop.workload,
+        batch_size=loop.inputs,
+        concurrency=loop.clients,
         duration_s=seconds,
         warmup_s=1,
         progress=False,

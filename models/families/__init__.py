@@ -9,10 +9,20 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..checkpoint import CheckpointError
-from . import bert
+from . import bert, modernbert, mpnet, qwen3, xlm_roberta
 from .family import Family, SentenceSettings
 
-FAMILIES: dict[str, Family] = {family.model_type: family for family in (bert.FAMILY,)}
+FAMILIES: dict[str, Family] = {
+    family.model_type: family
+    for family in (
+        bert.FAMILY,
+        xlm_roberta.XLM_ROBERTA,
+        xlm_roberta.ROBERTA,
+        mpnet.FAMILY,
+        modernbert.FAMILY,
+        qwen3.FAMILY,
+    )
+}
 DEFAULT_MODEL_TYPE = "bert"  # old BERT config.json files have no model_type
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..checkpoint import CheckpointError
 from ..config import EncoderConfig
-from .family import Family, SentenceSettings
+from .family import Family, SentenceSettings, sizes
 
 NAMES = (
     (r"embeddings\.word_embeddings\.", "embeddings.token."),
@@ -27,30 +27,29 @@ NAMES = (
 IGNORED = re.compile(r"^(embeddings\.position_ids|pooler\..*)$")
 
 
-def read_config(cfg: dict[str, Any], folder: Path, settings: SentenceSettings) -> EncoderConfig:
-    """Our config from a BERT ``config.json``: post-norm, LayerNorm, learned positions."""
+def read_config(
+    cfg: dict[str, Any], folder: Path, settings: SentenceSettings, **family: Any
+) -> EncoderConfig:
+    """Our config from a BERT ``config.json``: post-norm, LayerNorm, learned positions.
+
+    BERT's descendants (RoBERTa, MPNet) read the same keys; ``family`` is what they set on top
+    (their ``position_offset``, no token types, a relative bias).
+    """
     if cfg.get("position_embedding_type", "absolute") != "absolute":
         raise CheckpointError(f"{folder}: only absolute position embeddings are supported")
     act = cfg.get("hidden_act", "gelu")
     if act not in ("gelu", "relu"):
         raise CheckpointError(f"{folder}: activation {act!r} is not supported (gelu, relu)")
-    max_position = cfg["max_position_embeddings"]
-    return EncoderConfig(
-        vocab_size=cfg["vocab_size"],
-        d_model=cfg["hidden_size"],
-        n_heads=cfg["num_attention_heads"],
-        n_layers=cfg["num_hidden_layers"],
-        d_ff=cfg["intermediate_size"],
-        max_position=max_position,
-        max_seq_length=min(settings.max_seq_length or max_position, max_position),
+    fields: dict[str, Any] = dict(
+        **sizes(cfg, settings, family.get("position_offset", 0)),
         type_vocab_size=cfg.get("type_vocab_size", 2),
         activation=act,
-        pooling=settings.pooling,
         dropout=cfg.get("hidden_dropout_prob", 0.1),
         attention_dropout=cfg.get("attention_probs_dropout_prob", 0.1),
         layer_norm_eps=cfg.get("layer_norm_eps", 1e-12),
         pad_token_id=cfg.get("pad_token_id", 0),
     )
+    return EncoderConfig(**(fields | family))
 
 
 FAMILY = Family("bert", read_config, NAMES, IGNORED, prefix="bert.")

@@ -35,10 +35,10 @@ class Backend(Protocol):
         ...
 
 
-def warm_up(backend: Backend, max_length: int, pad_id: int = 0) -> None:
+def warm_up(backend: Backend, max_length: int, token_id: int = 1) -> None:
     """Run the shapes a fresh replica sees first so the first request pays no set-up cost."""
     for batch, length in ((1, 8), (8, 32), (2, max_length)):
-        ids = np.full((batch, length), pad_id + 1, dtype=np.int64)
+        ids = np.full((batch, length), token_id, dtype=np.int64)
         backend.run(ids, np.ones_like(ids))
 
 

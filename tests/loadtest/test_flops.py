@@ -58,6 +58,21 @@ def test_flops_match_torch_flop_counter_on_the_minilm_shape() -> None:
     assert flops_per_sequence(config, 250) == pytest.approx(5_884_416_000)
 
 
+GATED_GQA = SMALL.replace(
+    d_model=64, n_kv_heads=2, head_dim=24, d_ff=96, feed_forward="gated", activation="silu",
+    norm="pre", norm_type="rms", positional="rotary",
+)  # fmt: skip
+
+
+def test_flops_of_a_gated_grouped_query_config_by_hand() -> None:
+    # d 64; 4 query heads and 2 K/V heads of an explicit 24 features (wider than 64 / 4, as in
+    # Qwen3); d_ff 96; 2 layers; 10 tokens. Q, O: 2·(2·10·64·96) = 245,760; K, V:
+    # 2·(2·10·64·48) = 122,880; Q·Kᵀ and ·V over all query heads: 2·(2·10²·96) = 38,400;
+    # gate, up, down: 3·(2·10·64·96) = 368,640.
+    assert flops_per_sequence(GATED_GQA, 10) == 2 * (245_760 + 122_880 + 38_400 + 368_640)
+    assert counted(GATED_GQA, 2, 10) == pytest.approx(2 * flops_per_sequence(GATED_GQA, 10))
+
+
 def test_mean_flops_averages_per_text_counts() -> None:
     # The attention term is quadratic: the mean of the counts, not the count of the mean length.
     lengths = [10, 30]

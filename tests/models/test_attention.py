@@ -113,16 +113,17 @@ def test_equals_torch_multihead_attention(impl: str) -> None:
 def _explicit_attention(
     mha: MultiHeadAttention, x: torch.Tensor, bias: torch.Tensor | None
 ) -> torch.Tensor:
-    """Projections, heads split by hand, K/V heads copied with repeat_interleave, math attention."""
-    b, t, d = x.shape
-    h, h_kv, dh = mha.n_heads, mha.n_kv_heads, d // mha.n_heads
-    q = mha.q_proj(x).view(b, t, h, dh).transpose(1, 2)  # (B, H, T, Dh)
-    k = mha.k_proj(x).view(b, t, h_kv, dh).transpose(1, 2)  # (B, Hkv, T, Dh)
+    """Projections, heads split by hand, each head's q and k normed, K/V heads copied with
+    repeat_interleave, math attention."""
+    b, t, _ = x.shape
+    h, h_kv, dh = mha.n_heads, mha.n_kv_heads, mha.head_dim
+    q = mha.q_norm(mha.q_proj(x).view(b, t, h, dh)).transpose(1, 2)  # (B, H, T, Dh)
+    k = mha.k_norm(mha.k_proj(x).view(b, t, h_kv, dh)).transpose(1, 2)  # (B, Hkv, T, Dh)
     v = mha.v_proj(x).view(b, t, h_kv, dh).transpose(1, 2)  # (B, Hkv, T, Dh)
     q, k = mha.rotation(q, k)
     k = k.repeat_interleave(h // h_kv, dim=1)  # (B, H, T, Dh)
     v = v.repeat_interleave(h // h_kv, dim=1)  # (B, H, T, Dh)
-    y = attention_math(q, k, v, bias).transpose(1, 2).reshape(b, t, d)  # (B, T, D)
+    y = attention_math(q, k, v, bias).transpose(1, 2).reshape(b, t, h * dh)  # (B, T, H·Dh)
     return mha.out_proj(y)
 
 
@@ -164,3 +165,57 @@ def test_rotary_attention_rotates_q_and_k() -> None:
 def test_kv_heads_must_divide_heads() -> None:
     with pytest.raises(ValueError, match=r"n_kv_heads \(4\) must divide n_heads \(6\)"):
         MultiHeadAttention(d_model=24, n_heads=6, n_kv_heads=4)
+
+
+def _rms_reference(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    return x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + eps) * weight
+
+
+def test_qwen3_style_heads_wider_than_the_stream_normed_before_rotation() -> None:
+    """Qwen3: 4 heads × 24 features over a 64-wide stream, RMSNorm per head of q and k, no
+    biases; the norm comes before the rotation (rotating first would give other scores)."""
+    from models.norms import RMSNorm
+    from models.positions import Rotary
+
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(
+        64,
+        4,
+        impl="math",
+        n_kv_heads=2,
+        head_dim=24,
+        rotation=Rotary(32, 24, 10000.0),
+        head_norm=lambda: RMSNorm(24, eps=1e-6),
+        bias=False,
+    ).eval()
+    with torch.no_grad():
+        mha.q_norm.weight.uniform_(0.5, 1.5)
+        mha.k_norm.weight.uniform_(0.5, 1.5)
+    assert (mha.q_proj.weight.shape, mha.k_proj.weight.shape) == ((96, 64), (48, 64))
+    assert mha.out_proj.weight.shape == (64, 96)
+    assert sorted(mha.state_dict()) == [
+        "k_norm.weight",
+        "k_proj.weight",
+        "out_proj.weight",
+        "q_norm.weight",
+        "q_proj.weight",
+        "v_proj.weight",
+    ]
+    x = torch.randn(2, 7, 64)
+    torch.testing.assert_close(mha(x), _explicit_attention(mha, x, None))
+    # The norm by hand: each head's 24 features on their own.
+    q = mha.q_proj(x).view(2, 7, 4, 24)  # (B, T, H, Dh)
+    torch.testing.assert_close(
+        mha.q_norm(q), _rms_reference(q, mha.q_norm.weight, 1e-6), rtol=1e-5, atol=1e-5
+    )
+    unnormed = MultiHeadAttention(64, 4, impl="math", n_kv_heads=2, head_dim=24, bias=False)
+    unnormed.load_state_dict(mha.state_dict(), strict=False)
+    unnormed.rotation = mha.rotation
+    assert not torch.allclose(unnormed.eval()(x), mha(x), atol=1e-3)
+
+
+def test_head_dim_lifts_the_divisibility_rule() -> None:
+    assert MultiHeadAttention(10, 3, head_dim=4)(torch.randn(1, 2, 10)).shape == (1, 2, 10)
+    with pytest.raises(ValueError, match="or set head_dim"):
+        EncoderConfig(d_model=10, n_heads=3)
+    assert EncoderConfig(d_model=10, n_heads=3, head_dim=4).head_size == 4

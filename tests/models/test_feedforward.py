@@ -46,3 +46,13 @@ def test_state_dict_names() -> None:
     ]
     gated = make_feed_forward(TINY.replace(feed_forward="gated"))
     assert {k.split(".")[0] for k in gated.state_dict()} == {"gate", "up", "down"}
+
+
+def test_feed_forward_without_biases() -> None:
+    """ModernBERT and Qwen3: every projection bias-free, the formula otherwise unchanged."""
+    ffn = make_feed_forward(TINY.replace(feed_forward="gated", mlp_bias=False))
+    assert sorted(ffn.state_dict()) == ["down.weight", "gate.weight", "up.weight"]
+    _randomise(ffn)
+    x = torch.randn(2, 5, 8)
+    expected = (F.gelu(x @ ffn.gate.weight.T) * (x @ ffn.up.weight.T)) @ ffn.down.weight.T
+    torch.testing.assert_close(ffn(x), expected, rtol=1e-5, atol=1e-5)

@@ -30,6 +30,31 @@ NEW_OPTIONS = {
     "llama-like": TINY.replace(positional="rotary", norm="pre", norm_type="rms").replace(
         feed_forward="gated", activation="silu", n_kv_heads=1, type_vocab_size=0
     ),
+    # The families of issue 16, each with the options that make it.
+    "roberta-like": TINY.replace(position_offset=2, max_seq_length=62, type_vocab_size=1),
+    "mpnet-like": TINY.replace(position_offset=2, max_seq_length=62, type_vocab_size=0).replace(
+        relative_buckets=32
+    ),
+    "qwen3-like": TINY.replace(positional="rotary", norm="pre", norm_type="rms")
+    .replace(feed_forward="gated", activation="silu", n_kv_heads=2, type_vocab_size=0, head_dim=12)
+    .replace(
+        causal=True,
+        qk_norm=True,
+        attention_bias=False,
+        mlp_bias=False,
+        embedding_norm=False,
+        pooling="last",
+    ),
+    "modernbert-like": TINY.replace(positional="rotary", norm="pre", feed_forward="gated")
+    .replace(type_vocab_size=0, attention_bias=False, mlp_bias=False, norm_bias=False)
+    .replace(
+        first_attention_norm=False,
+        local_window=4,
+        global_every=2,
+        n_layers=3,
+        local_rope_theta=500.0,
+        rope_theta=16000.0,
+    ),
 }
 
 
@@ -53,7 +78,7 @@ def _assert_padding_does_not_leak(model: SentenceEncoder) -> None:
     assert (tokens[2, :6] - alone_tokens[0]).abs().max() <= 1e-5
 
 
-@pytest.mark.parametrize("pooling", ["mean", "cls", "max"])
+@pytest.mark.parametrize("pooling", ["mean", "cls", "max", "last"])
 @pytest.mark.parametrize("attention", ["sdpa", "math"])
 def test_padding_does_not_leak(pooling: str, attention: str) -> None:
     torch.manual_seed(0)
@@ -75,6 +100,29 @@ def test_new_options_run_with_padding(config: EncoderConfig) -> None:
             param.add_(torch.randn_like(param))
             assert not torch.allclose(model(ids, torch.ones_like(ids))[1], before), name
             param.copy_(saved)
+
+
+@pytest.mark.parametrize("name", ["mpnet-like", "qwen3-like", "modernbert-like"])
+def test_new_families_sdpa_and_math_agree(name: str) -> None:
+    torch.manual_seed(0)
+    a = build_model(NEW_OPTIONS[name])
+    b = build_model(NEW_OPTIONS[name].replace(attention="math"))
+    b.load_state_dict(a.state_dict())
+    ids = torch.randint(1, 100, (3, 20))
+    mask = torch.ones_like(ids)
+    mask[1, 7:] = 0
+    mask[2, 1:] = 0
+    torch.testing.assert_close(a(ids, mask), b(ids, mask), atol=1e-5, rtol=1e-5)
+
+
+def test_last_token_pooling_left_or_right_padded() -> None:
+    from models.pooling import pool
+
+    tokens = torch.arange(2 * 4 * 3, dtype=torch.float32).view(2, 4, 3)  # (B, T, D)
+    right = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]])
+    left = torch.tensor([[0, 0, 1, 1], [0, 1, 1, 1]])
+    torch.testing.assert_close(pool(tokens, right, "last"), tokens[[0, 1], [1, 3]])
+    torch.testing.assert_close(pool(tokens, left, "last"), tokens[[0, 1], [3, 3]])
 
 
 def test_sdpa_and_math_models_agree() -> None:

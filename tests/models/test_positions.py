@@ -5,7 +5,15 @@ import torch
 
 from models import EncoderConfig
 from models.embeddings import Embeddings
-from models.positions import Rotary, apply_rotary, make_positions, rotary_tables, sinusoidal_table
+from models.positions import (
+    LearnedPositions,
+    Rotary,
+    apply_rotary,
+    make_positions,
+    make_rotation,
+    rotary_tables,
+    sinusoidal_table,
+)
 
 TINY = EncoderConfig(
     vocab_size=50, d_model=16, n_heads=4, n_layers=2, d_ff=32, max_position=32, max_seq_length=32
@@ -73,3 +81,22 @@ def test_rotary_scores_depend_only_on_relative_position() -> None:
 def test_rotary_needs_an_even_head_dim() -> None:
     with pytest.raises(ValueError, match="even head_dim"):
         Rotary(16, 7, 10000.0)
+
+
+def test_learned_positions_start_at_the_offset() -> None:
+    """RoBERTa/MPNet: token i reads row offset + i (fairseq numbers from pad_token_id + 1)."""
+    table = make_positions(TINY.replace(position_offset=2, max_seq_length=30))
+    assert isinstance(table, LearnedPositions) and table.offset == 2
+    x = torch.zeros(1, 5, 16)
+    torch.testing.assert_close(table(x)[0], table.weight[2:7])
+    bert = make_positions(TINY)
+    torch.testing.assert_close(bert(x)[0], bert.weight[:5])
+
+
+def test_local_layers_rotate_by_their_own_base() -> None:
+    config = TINY.replace(positional="rotary", rope_theta=160000.0, local_rope_theta=10000.0)
+    global_rotation, local_rotation = make_rotation(config), make_rotation(config, local=True)
+    torch.testing.assert_close(local_rotation.cos, rotary_tables(32, 4, 10000.0)[0])
+    torch.testing.assert_close(global_rotation.cos, rotary_tables(32, 4, 160000.0)[0])
+    same = make_rotation(config.replace(local_rope_theta=None), local=True)
+    torch.testing.assert_close(same.cos, global_rotation.cos)

@@ -16,6 +16,7 @@ from models import (
     locate_model,
     save_model,
 )
+from tests.tiny_models import tiny_checkpoint_cached
 
 
 def _compare(ours: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
@@ -53,51 +54,80 @@ def test_unknown_name_fails_clearly() -> None:
         load_pretrained("no-such-model")
 
 
-def _tiny_bert_folder(folder: Path, pooling: str) -> Path:
-    """A BERT-family sentence-transformers folder of another size, made with transformers."""
-    from transformers import BertConfig, BertModel
-
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=30522,
-        hidden_size=48,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=96,
-        max_position_embeddings=128,
-    )
-    BertModel(config).eval().save_pretrained(folder, safe_serialization=True)
-    source = get_model_path()
-    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
-        shutil.copy(source / name, folder / name)
-    (folder / "sentence_bert_config.json").write_text('{"max_seq_length": 64}')
-    (folder / "1_Pooling").mkdir()
-    (folder / "1_Pooling" / "config.json").write_text(
-        json.dumps({"word_embedding_dimension": 48, f"pooling_mode_{pooling}": True})
-    )
-    st = "sentence_transformers.models."
-    modules = [
-        {"idx": 0, "name": "0", "path": "", "type": st + "Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": st + "Pooling"},
-    ]
-    (folder / "modules.json").write_text(json.dumps(modules))
-    return folder
+TEXTS = ["a short one", "The weather changed quickly and the match was called off at noon."]
 
 
-@pytest.mark.parametrize("pooling", ["cls_token", "max_tokens"])
-def test_other_bert_family_folder_loads(pooling: str, tmp_path: Path, corpus) -> None:
+@pytest.fixture(scope="module")
+def tiny_bert() -> Path:
+    return tiny_checkpoint_cached("bert")
+
+
+def _without_weights(folder: Path, target: Path) -> Path:
+    shutil.copytree(folder, target)
+    (target / "model.safetensors").unlink()
+    return target
+
+
+def test_folder_saved_by_sentence_transformers_6_loads(tiny_bert: Path, tmp_path: Path) -> None:
+    """The issue's regression: 6.x writes ``{"pooling_mode": "mean"}``, once refused."""
     from sentence_transformers import SentenceTransformer
 
-    folder = _tiny_bert_folder(tmp_path / "bert", pooling)
-    ours = load_pretrained(folder)
-    assert ours.config.d_model == 48 and ours.config.max_seq_length == 64
-    assert ours.config.pooling == pooling.split("_")[0]
-    texts = corpus[:40]
-    theirs = SentenceTransformer(str(folder), device="cpu").encode(
-        texts, batch_size=13, normalize_embeddings=True
-    )
-    min_cos, max_abs = _compare(ours.encode(texts, batch_size=13), theirs)
-    assert min_cos >= 0.99999 and max_abs <= 1e-4
+    reference = SentenceTransformer(str(tiny_bert), device="cpu")
+    reference.save(str(tmp_path / "saved"))
+    pooling = json.loads((tmp_path / "saved" / "1_Pooling" / "config.json").read_text())
+    assert pooling["pooling_mode"] == "mean"
+    ours = load_pretrained(tmp_path / "saved")
+    min_cos, _ = _compare(ours.encode(TEXTS), reference.encode(TEXTS))
+    assert min_cos >= 0.99999
+
+
+def test_sharded_and_pickled_weights_load_the_same(tiny_bert: Path, tmp_path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    expected = load_pretrained(tiny_bert).encode(TEXTS)
+    tensors = load_file(str(tiny_bert / "model.safetensors"))
+    names = sorted(tensors)
+    sharded = _without_weights(tiny_bert, tmp_path / "sharded")
+    weight_map: dict[str, str] = {}
+    for i, part in enumerate((names[: len(names) // 2], names[len(names) // 2 :])):
+        shard = f"model-0000{i + 1}-of-00002.safetensors"
+        save_file({n: tensors[n] for n in part}, str(sharded / shard))
+        weight_map |= dict.fromkeys(part, shard)
+    index = {"metadata": {}, "weight_map": weight_map}
+    (sharded / "model.safetensors.index.json").write_text(json.dumps(index))
+    np.testing.assert_array_equal(load_pretrained(sharded).encode(TEXTS), expected)
+
+    pickled = _without_weights(tiny_bert, tmp_path / "pickled")
+    torch.save(tensors, pickled / "pytorch_model.bin")
+    np.testing.assert_array_equal(load_pretrained(pickled).encode(TEXTS), expected)
+
+    index["weight_map"] = {**weight_map, "extra.weight": "model-00001-of-00002.safetensors"}
+    (sharded / "model.safetensors.index.json").write_text(json.dumps(index))
+    with pytest.raises(CheckpointError, match=r"shards do not hold: \['extra.weight'\]"):
+        load_pretrained(sharded)
+
+
+def test_missing_or_corrupt_weights_are_named(tiny_bert: Path, tmp_path: Path) -> None:
+    folder = _without_weights(tiny_bert, tmp_path / "none")
+    with pytest.raises(CheckpointError, match="has no weights: none of model.safetensors, "):
+        load_pretrained(folder)
+    (folder / "pytorch_model.bin").write_bytes(b"not a pickle")
+    with pytest.raises(CheckpointError, match="cannot read .*pytorch_model.bin"):
+        load_pretrained(folder)
+    torch.save([torch.zeros(2)], folder / "pytorch_model.bin")
+    with pytest.raises(CheckpointError, match="holds a list, not tensors"):
+        load_pretrained(folder)
+
+
+def test_prompts_travel_with_the_loaded_encoder(tmp_path: Path) -> None:
+    prompts = {"query": "query: ", "passage": "passage: "}
+    folder = tiny_checkpoint_cached("bert", prompts=prompts, default_prompt_name="passage")
+    loaded = load_encoder(folder)
+    assert (loaded.prompts, loaded.default_prompt_name) == (prompts, "passage")
+    model = load_pretrained(folder)
+    np.testing.assert_array_equal(model.encode(TEXTS), model.encode(TEXTS, prompt_name="passage"))
+    plain = load_encoder(tiny_checkpoint_cached("bert"))
+    assert (plain.prompts, plain.default_prompt_name) == ({}, None)
 
 
 def test_weight_mapping_fails_loudly(tmp_path: Path) -> None:

@@ -1,9 +1,14 @@
+import json
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 from tokenizers import Tokenizer as HFTokenizer
 
 from models import Tokenizer, get_model_path
-from models.tokenizer import CHARS_PER_TOKEN, MAX_CHARS_PER_TOKEN
+from models.tokenizer import CHARS_PER_TOKEN, MAX_CHARS_PER_TOKEN, TruncationSide
+from tests.tiny_models import KINDS, tiny_tokenizer
 
 LONG = " ".join(f"word{i}" for i in range(300))
 
@@ -71,7 +76,7 @@ def _whole(tok: Tokenizer, text: str, side: str):
 
 @pytest.mark.parametrize("side", ["right", "left"])
 def test_truncating_a_window_equals_truncating_the_whole_text(
-    minilm_tok: Tokenizer, corpus: list[str], side: str
+    minilm_tok: Tokenizer, corpus: list[str], side: TruncationSide
 ) -> None:
     joined = " ".join(corpus)
     texts = [
@@ -95,7 +100,7 @@ def test_a_5_mb_input_is_tokenized_from_a_bounded_window(
     joined = " ".join(corpus)
     huge = (joined + " ") * (5 * 1024 * 1024 // len(joined))
     for side in ("right", "left"):
-        [(encoding, start)] = minilm_tok.encode_truncated([huge], side)  # type: ignore[arg-type]
+        [(encoding, start)] = minilm_tok.encode_truncated([huge], side)
         read = len(encoding.ids) + sum(len(o.ids) for o in encoding.overflowing)
         assert read <= 256 * CHARS_PER_TOKEN  # tokens of the window, not of 5 MB
         assert encoding.ids == _whole(minilm_tok, huge[:20_000] if side == "right"
@@ -109,3 +114,71 @@ def test_a_word_past_the_window_bound_is_cut_there(minilm_tok: Tokenizer) -> Non
     assert encoding.ids == [101, 100, 102]  # [CLS] [UNK] [SEP], as the whole text gives
     assert sum(len(o.ids) for o in encoding.overflowing) == 0
     assert len(encoding.offsets) == 3 and encoding.offsets[1][1] <= 256 * MAX_CHARS_PER_TOKEN
+
+
+@pytest.fixture(scope="module")
+def tiny_tokenizers(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return {kind: tiny_tokenizer(kind, tmp_path_factory.mktemp(kind)) for kind in KINDS}
+
+
+def test_special_tokens_and_truncation_as_transformers_gives_them(
+    tiny_tokenizers: dict[str, Path], corpus: list[str]
+) -> None:
+    from transformers import AutoTokenizer
+
+    texts = [*corpus[:40], *corpus[-3:], " ".join(corpus[-3:])]
+    ends = {"bert": ("[CLS]", "[SEP]"), "mpnet": ("<s>", "</s>"), "xlm-roberta": ("<s>", "</s>"),
+            "modernbert": ("[CLS]", "[SEP]"), "qwen3": (None, "<|endoftext|>")}  # fmt: skip
+    for kind, path in tiny_tokenizers.items():
+        ours = Tokenizer(path, max_length=64)
+        theirs = AutoTokenizer.from_pretrained(str(path.parent))
+        expected = theirs(texts, truncation=True, max_length=64)["input_ids"]
+        assert ours.tokenize(texts) == expected, kind
+        first, last = ends[kind]
+        [tokens] = ours.tokens(["hello world"])
+        assert tokens[-1].text == last and tokens[-1].special, kind
+        assert (tokens[0].text, tokens[0].special) == ((first, True) if first else ("he", False))
+        assert ours.pad_id == theirs.pad_token_id, kind
+
+
+@pytest.mark.parametrize("kind", ["xlm-roberta", "qwen3"])
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_a_window_is_exact_for_unigram_and_byte_level_too(
+    tiny_tokenizers: dict[str, Path], corpus: list[str], kind: str, side: TruncationSide
+) -> None:
+    tok = Tokenizer(tiny_tokenizers[kind], max_length=256)
+    joined = " ".join(corpus[-20:])
+    for text in (joined, "Zürich   \n\n " * 3000, "word" * 20_000, joined.replace(" ", "  ")):
+        assert tok.tokenize([text], side=side)[0] == _whole(tok, text, side).ids, text[:40]
+
+
+def _tokenizer_files(source: Path, target: Path, *files: str) -> Path:
+    target.mkdir()
+    for name in ("tokenizer.json", *files):
+        shutil.copy(source.parent / name, target / name)
+    return target / "tokenizer.json"
+
+
+def test_pad_id_from_padding_config_then_special_tokens_then_model(
+    tiny_tokenizers: dict[str, Path], tmp_path: Path
+) -> None:
+    source = tiny_tokenizers["xlm-roberta"]  # <s> 0, <pad> 1
+    sidecars = ("tokenizer_config.json", "special_tokens_map.json")
+    assert Tokenizer(source, 16, default_pad_id=7).pad_id == 1
+    only_map = _tokenizer_files(source, tmp_path / "map", sidecars[1])
+    assert Tokenizer(only_map, 16, default_pad_id=7).pad_id == 1
+    bare = _tokenizer_files(source, tmp_path / "bare")
+    assert Tokenizer(bare, 16, default_pad_id=7).pad_id == 7
+
+    added_token = {"pad_token": {"content": "<pad>", "special": True}}
+    as_dict = _tokenizer_files(source, tmp_path / "dict")
+    (as_dict.parent / "tokenizer_config.json").write_text(json.dumps(added_token))
+    assert Tokenizer(as_dict, 16).pad_id == 1
+
+    padded = _tokenizer_files(source, tmp_path / "padded", *sidecars)
+    file = HFTokenizer.from_file(str(padded))
+    file.enable_padding(pad_id=3, pad_token="<unk>")
+    file.save(str(padded))
+    tok = Tokenizer(padded, 16, default_pad_id=7)
+    assert tok.pad_id == 3
+    assert tok.tokenize(["hi"]) == [tok.tokenize(["hi", "a much longer text"])[0]]  # no padding

@@ -1,9 +1,11 @@
-"""The tokenizer wrapper on any text a JSON body can carry, as properties of the shipped model.
+"""The tokenizer wrapper on any text a JSON body can carry, for each kind of tokenizer.
 
 Whatever Unicode arrives (surrogates excluded: JSON cannot carry them), up to ~20k characters:
 no exception, every id in the vocabulary, never more than the limit, and truncation exact: the
 bounded window the wrapper reads gives the whole text's tokens cut on the kept side, with the
-special tokens kept at both ends.
+special tokens kept at their ends. The kinds differ where a cut can change tokens: WordPiece
+after BERT's split (the shipped model), Unigram after Metaspace (XLM-R), byte-level BPE with its
+whitespace runs and one trailing special token (Qwen3).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from hypothesis import strategies as st
 
 from models import Tokenizer, get_model_path
 from models.tokenizer import TruncationSide
+from tests.tiny_models import tiny_tokenizer
 
 # Deterministic (derandomized), no example database written into the checkout.
 SETTINGS = settings(max_examples=200, derandomize=True, database=None, deadline=None)
@@ -21,9 +24,12 @@ CHARACTERS = st.characters(exclude_categories=("Cs",))
 MAX_CHARS = 20_000
 
 
-@pytest.fixture(scope="module")
-def tok() -> Tokenizer:
-    return Tokenizer(get_model_path() / "tokenizer.json", max_length=256)
+@pytest.fixture(scope="module", params=["minilm-wordpiece", "xlm-roberta", "qwen3"])
+def tok(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Tokenizer:
+    if request.param == "minilm-wordpiece":
+        return Tokenizer(get_model_path() / "tokenizer.json", max_length=256)
+    folder = tmp_path_factory.mktemp(request.param)
+    return Tokenizer(tiny_tokenizer(request.param, folder), max_length=256)
 
 
 @st.composite
@@ -33,7 +39,7 @@ def texts(draw: st.DrawFn) -> str:
     if draw(st.booleans()):
         return draw(st.text(CHARACTERS, max_size=300))
     words = draw(st.lists(st.text(CHARACTERS, max_size=30), min_size=1, max_size=8))
-    separator = draw(st.sampled_from([" ", "", "\n", ", ", "-"]))
+    separator = draw(st.sampled_from([" ", "", "\n", ", ", "-", "   ", "\n\n"]))
     unit = separator.join(words) + separator
     if not unit:
         return ""
@@ -41,13 +47,18 @@ def texts(draw: st.DrawFn) -> str:
     return repeated[: draw(st.integers(0, MAX_CHARS))]
 
 
-def cut(full: list[int], limit: int, side: TruncationSide) -> list[int]:
-    """The whole text's ids truncated to ``limit``, keeping [CLS] and [SEP] at the ends."""
+def cut(tok: Tokenizer, full: list[int], limit: int, side: TruncationSide) -> list[int]:
+    """The whole text's ids truncated to ``limit``, keeping the special tokens at the ends
+    ([CLS] ... [SEP], <s> ... </s>, ... <|endoftext|>)."""
     if len(full) <= limit:
         return full
-    keep = limit - 2
-    body = full[1 : 1 + keep] if side == "right" else full[len(full) - 1 - keep : -1]
-    return [full[0], *body, full[-1]]
+    [(marks, _)] = tok.encode_truncated(["x"], limit=10)
+    special = marks.special_tokens_mask  # 1 = added by the post-processor
+    lead, trail = special.index(0), special[::-1].index(0)
+    keep = limit - lead - trail
+    body = full[lead:-trail] if trail else full[lead:]
+    body = body[:keep] if side == "right" else body[len(body) - keep :]
+    return [*full[:lead], *body, *full[len(full) - trail :]]
 
 
 @SETTINGS
@@ -59,7 +70,7 @@ def test_truncation_is_the_whole_tokenization_cut_on_that_side(
     [truncated] = tok.tokenize([text], truncate=True, side=side, limit=limit)
     assert len(truncated) <= limit
     assert all(0 <= i < tok.vocab_size for i in full)
-    assert truncated == cut(full, limit, side), (len(text), text[:80])
+    assert truncated == cut(tok, full, limit, side), (len(text), text[:80])
 
 
 @SETTINGS

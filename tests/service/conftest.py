@@ -10,6 +10,8 @@ ingress, Ray's backpressure, replicas that die or stop, logs of every process.
 
 from __future__ import annotations
 
+import subprocess
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -57,6 +59,21 @@ class PortalTransport(httpx.BaseTransport):
 
 
 ClientFactory = Callable[..., InProcessClient]
+
+
+def wait_healthy(proc: subprocess.Popen[str], url: str, timeout_s: float = 180) -> None:
+    """Wait until a launched ``python -m service`` answers /health; fail with its output if it
+    exits first or the time runs out."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else proc.returncode
+        try:
+            if httpx.get(f"{url}/health", timeout=5).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(1)
+    raise AssertionError(f"the service did not become healthy in {timeout_s:g} s")
 
 
 @contextmanager

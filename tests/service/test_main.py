@@ -27,6 +27,7 @@ import httpx
 import pytest
 
 from ..helpers import cosine, embed, free_port
+from .conftest import wait_healthy
 from .test_security import SECRETS, exchange, files_mentioning, logged_through
 
 pytestmark = pytest.mark.ray  # every case launches `python -m service`, Ray and all
@@ -68,17 +69,7 @@ def launched(minilm_artifact: Path, tmp_path_factory: pytest.TempPathFactory) ->
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, proc.stdout.read()
-            try:
-                if httpx.get(f"{url}/health", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(1)
-        else:
-            raise AssertionError("the service did not become healthy in time")
+        wait_healthy(proc, url)
         yield Launched(url, proc, minilm_artifact, env)
     finally:
         if proc.poll() is None:

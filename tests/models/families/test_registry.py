@@ -40,3 +40,9 @@ def test_bert_names_map_to_ours_and_unknown_names_are_kept() -> None:
         "embeddings.norm.bias",
         "encoder.layer.0.crossattention.x",
     }
+
+
+def test_the_families_of_issue_16_are_registered() -> None:
+    served = {"bert", "xlm-roberta", "roberta", "mpnet", "modernbert", "qwen3"}
+    assert set(FAMILIES) == served
+    assert all(family_for(kind, Path(".")).model_type == kind for kind in served)
