@@ -26,19 +26,23 @@ from models import SentenceEncoder, Tokenizer
 from .artifact import INPUT_NAMES, OUTPUT_NAMES
 
 GRID_BATCHES = (1, 3, 17, 64)
-GRID_SEQS = (1, 7, 128)  # plus the model's max_seq_length
-# Padded tokens per grid batch at most: a model with a long max length (8192 for ModernBERT,
-# 32k for Qwen3) is checked at it with fewer rows, not with 64 rows of quadratic attention.
-MAX_GRID_TOKENS = 64 * 512
+GRID_SEQS = (1, 7, 128)  # plus the model's max_seq_length, up to MAX_GRID_SEQ
+# Long-context models (ModernBERT 8192 tokens, Qwen3 32k) are checked up to MAX_GRID_SEQ, with
+# batches cut so batch x seq² (the scores one head holds) stays within MAX_GRID_CELLS: with the
+# export's math attention one 32k row alone is 4 GiB of scores per head. MiniLM's (64 x 256)
+# and all-mpnet-base-v2's (64 x 384) grids are whole.
+MAX_GRID_SEQ = 2048
+MAX_GRID_CELLS = 64 * 512 * 512
 Padding = Literal["right", "left"]
 PADDING_SIDES: tuple[Padding, Padding] = ("right", "left")
 
 
 def grid_shapes(max_seq_length: int) -> list[tuple[int, int]]:
-    """(batch, seq) pairs; sequence lengths above max_seq_length are clipped to it, batches
-    cut to ``MAX_GRID_TOKENS`` tokens (the pairs that then coincide are kept once)."""
-    seqs = sorted({min(s, max_seq_length) for s in (*GRID_SEQS, max_seq_length)})
-    shapes = [(min(b, max(1, MAX_GRID_TOKENS // s)), s) for b in GRID_BATCHES for s in seqs]
+    """(batch, seq) pairs; lengths clipped to max_seq_length and ``MAX_GRID_SEQ``, batches cut
+    to ``MAX_GRID_CELLS`` (the pairs that then coincide are kept once)."""
+    longest = min(max_seq_length, MAX_GRID_SEQ)
+    seqs = sorted({min(s, longest) for s in (*GRID_SEQS, longest)})
+    shapes = [(min(b, max(1, MAX_GRID_CELLS // s**2)), s) for b in GRID_BATCHES for s in seqs]
     return list(dict.fromkeys(shapes))
 
 

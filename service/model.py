@@ -28,7 +28,7 @@ from .backends.base import Output, warm_up
 from .batching import DeadlineExceeded, QueueFull, TokenBudgetBatcher
 from .errors import ApiError
 from .metrics import Metrics
-from .protocol import Limit
+from .protocol import Limit, LimitValue
 from .settings import BatchingConfig, ServiceSettings
 
 T = TypeVar("T")
@@ -89,12 +89,13 @@ class ServedModel:
         self._tokenizer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenize")
 
     @property
-    def limits(self) -> dict[Limit, int]:
+    def limits(self) -> dict[Limit, LimitValue]:
         """The bounds its requests are checked against, for the API document."""
         return {
             "vocabulary": self.vocab_size - 1,
             "dimension": self.dimension,
             "inputs": self.max_inputs,
+            "prompts": sorted(self.prompts),
         }
 
     def close(self) -> None:

@@ -46,9 +46,11 @@ def deadline_seconds(raw: str) -> float | None:
 
 
 # A deployment's own bounds in a schema: {"x-limit": {"maximum": "vocabulary"}} becomes
-# {"maximum": <the model's last token id>} when the document is built (``bind_limits``).
+# {"maximum": <the model's last token id>} when the document is built (``bind_limits``);
+# {"x-limit": {"enum": "prompts"}} the list of the model's prompt names.
 LIMIT_KEY = "x-limit"
-Limit = Literal["vocabulary", "dimension", "inputs"]
+Limit = Literal["vocabulary", "dimension", "inputs", "prompts"]
+LimitValue = int | list[str]
 
 
 class Documented:
@@ -77,6 +79,7 @@ Texts = Annotated[list[Text], Documented({"minItems": 1}), limited(maxItems="inp
 TokenId = Annotated[StrictInt, Documented({"minimum": 0}), limited(maximum="vocabulary")]
 TokenIds = Annotated[list[TokenId], Documented({"minItems": 1})]
 Dimensions = Annotated[StrictInt, limited(maximum="dimension")]
+PromptName = Annotated[StrictStr, limited(enum="prompts")]
 
 
 def _whole_numbers(value: Any, depth: int = 2) -> Any:
@@ -103,7 +106,7 @@ class OpenAIEmbeddingRequest(BaseModel):
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: Dimensions | None = Field(None, ge=1)
     user: StrictStr | None = None
-    prompt_name: StrictStr | None = Field(
+    prompt_name: PromptName | None = Field(
         None,
         description="extension: a prompt of the model (GET /info lists them) put before each "
         "text, as text-embeddings-inference's prompt_name; default: the model's default prompt",
@@ -138,7 +141,7 @@ class TeiEmbedRequest(BaseModel):
         Literal["right", "left"],
         Documented({"enum": ["right", "left", "Right", "Left"], "description": "any case"}),
     ] = "right"
-    prompt_name: StrictStr | None = Field(
+    prompt_name: PromptName | None = Field(
         None,
         description="a prompt of the model (GET /info lists them) put before each input; "
         "default: the model's default prompt",
@@ -257,7 +260,7 @@ class TeiError(ResponseBody):
     error_type: str
 
 
-def bind_limits(schema: Any, limits: Mapping[Limit, int]) -> Any:
+def bind_limits(schema: Any, limits: Mapping[Limit, LimitValue]) -> Any:
     """``schema`` with every ``x-limit`` marker replaced by this deployment's number."""
     if isinstance(schema, list):
         return [bind_limits(item, limits) for item in schema]
@@ -270,7 +273,7 @@ def bind_limits(schema: Any, limits: Mapping[Limit, int]) -> Any:
 
 
 def request_components(
-    limits: Mapping[Limit, int],
+    limits: Mapping[Limit, LimitValue],
 ) -> tuple[dict[type[BaseModel], dict[str, str]], dict[str, Any]]:
     """The request models as OpenAPI components: a ``$ref`` per model, and the schemas
     (nested models' ``$defs`` included) to put under ``components/schemas``."""
