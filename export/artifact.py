@@ -40,7 +40,7 @@ OUTPUT_NAMES = ("token_embeddings", "sentence_embedding")
 
 Variant = Literal["default", "optimized", "int8"]
 # Serving-config keys added after format 1 was released, with the value an older file means.
-OPTIONAL: dict[str, Any] = {"prompts": {}, "default_prompt_name": None}
+OPTIONAL: dict[str, Any] = {"prompts": {}, "default_prompt_name": None, "bf16_min_cosine": None}
 
 
 class ArtifactError(ExportError):
@@ -57,7 +57,10 @@ class ServingConfig:
     random-config model saved without one): such an artifact accepts token ids only.
     ``prompts`` (name -> text put before each input, as sentence-transformers does) and
     ``default_prompt_name`` come from the checkpoint's ``config_sentence_transformers.json``;
-    they are optional keys (``OPTIONAL``), so artifacts exported before they existed still load.
+    ``bf16_min_cosine`` is OpenVINO bf16 against the fp32 graph on real text, measured at export
+    where the CPU has native bf16 (None: not measured); the service's ``auto`` runs bf16 only
+    when it is not below the accuracy floor. These are optional keys (``OPTIONAL``), so
+    artifacts exported before they existed still load.
     """
 
     model_name: str
@@ -72,6 +75,7 @@ class ServingConfig:
     tokenizer: str | None
     prompts: dict[str, str] = field(default_factory=dict)
     default_prompt_name: str | None = None
+    bf16_min_cosine: float | None = None
     input_names: tuple[str, ...] = INPUT_NAMES
     output_names: tuple[str, ...] = OUTPUT_NAMES
     format_version: int = FORMAT_VERSION
@@ -98,6 +102,7 @@ class ServingConfig:
             "tokenizer": (str, type(None)),
             "prompts": (dict,),
             "default_prompt_name": (str, type(None)),
+            "bf16_min_cosine": (float, type(None)),
             "input_names": (list,),
             "output_names": (list,),
             "format_version": (int,),

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import onnxruntime as ort
@@ -176,8 +176,14 @@ class ParityGrid:
         )
 
 
+class Session(Protocol):
+    """What ``embed_texts`` runs: an ONNX Runtime session, or another runtime shaped like one."""
+
+    def run(self, output_names: list[str], input_feed: dict[str, np.ndarray]) -> list[Any]: ...
+
+
 def embed_texts(
-    session: ort.InferenceSession,
+    session: Session,
     tokenizer: Tokenizer,
     texts: Sequence[str],
     batch_size: int = 32,

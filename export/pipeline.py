@@ -18,6 +18,7 @@ import onnxruntime as ort
 from models import SentenceEncoder, Tokenizer
 
 from . import artifact as fmt
+from .bf16 import bf16_agreement, native_bf16_reason
 from .errors import ValidationError
 from .manifest import build_manifest, file_entries, idempotence, tool_versions
 from .onnx_export import (
@@ -82,7 +83,7 @@ def _parity_failure(report: ParityReport, output: Path) -> ValidationError:
 
 
 def _serving_config(
-    source: ModelSource, model: SentenceEncoder, options: ExportOptions
+    source: ModelSource, model: SentenceEncoder, options: ExportOptions, bf16: float | None
 ) -> fmt.ServingConfig:
     cfg = model.config
     return fmt.ServingConfig(
@@ -98,6 +99,7 @@ def _serving_config(
         tokenizer=fmt.TOKENIZER_FILE if source.tokenizer_file else None,
         prompts=source.prompts,
         default_prompt_name=source.default_prompt_name,
+        bf16_min_cosine=bf16,
     )
 
 
@@ -109,7 +111,9 @@ def export_model(options: ExportOptions) -> ExportResult:
     _, folder = source_folder(options.model)
     protected = [folder] + ([options.tokenizer] if options.tokenizer else [])
     previous = check_output(output, force=options.force, protected=protected)
-    steps = 7 + int(options.optimize) + int(options.quantize is not None)
+    # bf16 is measured where the service's auto choice could run it: an fp32 graph, native bf16.
+    measure_bf16 = options.precision == "fp32" and native_bf16_reason() is None
+    steps = 7 + int(options.optimize) + int(options.quantize is not None) + int(measure_bf16)
     progress = Progress(steps)
     extras: dict[str, Any] = {}
 
@@ -170,6 +174,17 @@ def export_model(options: ExportOptions) -> ExportResult:
             if not report.passed:
                 raise _parity_failure(report, output)
 
+        bf16: float | None = None
+        if measure_bf16:
+            with progress.step("bf16", "OpenVINO bf16 vs fp32 on real text") as result:
+                if source.tokenizer_file is None:
+                    result.append("skipped: no tokenizer, so no real text")
+                else:
+                    tok = Tokenizer(source.tokenizer_file, cfg.max_seq_length, cfg.pad_token_id)
+                    extras["bf16"] = bf16_agreement(model_path, tok)
+                    bf16 = extras["bf16"]["min_cosine_vs_fp32"]
+                    result.append(f"min cosine {bf16:.6f} on {extras['bf16']['texts']} texts")
+
         if options.optimize:
             with progress.step("optimize", "ORT transformer fusions") as result:
                 opt_path = staging / fmt.OPTIMIZED_FILE
@@ -216,7 +231,7 @@ def export_model(options: ExportOptions) -> ExportResult:
         with progress.step("write", "write tokenizer, serving config, manifest") as result:
             if source.tokenizer_file is not None:
                 shutil.copyfile(source.tokenizer_file, staging / fmt.TOKENIZER_FILE)
-            serving = _serving_config(source, model, options)
+            serving = _serving_config(source, model, options, bf16)
             fmt.write_json(staging / fmt.SERVING_CONFIG_FILE, serving.to_dict())
             files = file_entries(staging)
             determinants = _determinants(source, model, options)

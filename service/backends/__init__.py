@@ -2,7 +2,8 @@
 
 ``auto`` takes the fastest path known to keep min cosine ≥ 0.9999 to the fp32 PyTorch model
 on the hardware it runs on (each such path is checked by the test suite): CUDA when asked for
-and present, else OpenVINO (bf16 where the CPU has native bf16), else ONNX Runtime fp32.
+and present, else OpenVINO (bf16 where the CPU has native bf16 and the export measured the
+model's bf16 vectors at or above that floor; fp32 otherwise), else ONNX Runtime fp32.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from .base import Backend
 if TYPE_CHECKING:
     from export.artifact import Artifact
 
+# The project's bar for a default path: min cosine to the fp32 model over real text.
+ACCURACY_FLOOR = 0.9999
 SUPPORTED = {
     "onnxruntime": ("fp32", "fp16", "int8"),
     "openvino": ("fp32", "bf16"),
@@ -55,13 +58,27 @@ def choose(settings: ServiceSettings, artifact: Artifact) -> Choice:
         from .openvino import cpu_supports_bf16
 
         if precision == "auto":
-            precision = "bf16" if cpu_supports_bf16() else "fp32"
-            why = "the CPU has native bf16" if precision == "bf16" else "no native bf16 here"
+            precision, why = _auto_cpu_precision(artifact, cpu_supports_bf16())
         else:
             why = f"asked for {precision}"
         return Choice("openvino", precision, f"auto: OpenVINO is installed; {why}")
     precision = "fp32" if precision == "auto" else precision
     return Choice("onnxruntime", precision, "auto: OpenVINO is not installed")
+
+
+def _auto_cpu_precision(artifact: Artifact, native_bf16: bool) -> tuple[str, str]:
+    """bf16 where the CPU runs it natively, unless the export measured it below the floor."""
+    if not native_bf16:
+        return "fp32", "no native bf16 here"
+    measured = artifact.config.bf16_min_cosine
+    if measured is None:
+        return "bf16", "the CPU has native bf16 (its accuracy was not measured at export)"
+    if measured < ACCURACY_FLOOR:
+        return "fp32", (
+            f"bf16 measured at export at min cosine {measured:.6f} to fp32, under the "
+            f"{ACCURACY_FLOOR} floor"
+        )
+    return "bf16", f"the CPU has native bf16 (min cosine {measured:.6f} to fp32 at export)"
 
 
 def resolve_streams(settings: ServiceSettings, choice: Choice) -> int:

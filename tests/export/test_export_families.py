@@ -16,10 +16,12 @@ import pytest
 
 from common.arrays import cosine_rows, normalize_rows
 from export import load_artifact
+from export.bf16 import native_bf16_reason
 from export.options import ExportOptions
 from export.parity import embed_texts
 from export.pipeline import export_model
 from models import Tokenizer, load_pretrained
+from service.backends import ACCURACY_FLOOR
 from service.settings import ServiceSettings
 from tests.helpers import embed
 from tests.service.conftest import in_process
@@ -69,9 +71,14 @@ def test_family_exports_with_parity_and_serves_the_reference_vectors(
         served = embed(client, texts)
     assert cosine_rows(served, expected).min() >= EXACT
 
+    measured = config.bf16_min_cosine
+    if native_bf16_reason() is None:  # measured at export where the service could run bf16
+        assert measured is not None and measured == manifest["extras"]["bf16"]["min_cosine_vs_fp32"]
     with in_process(ServiceSettings(artifact=output)) as client:
         backend = client.get("/info").json()["backend"]
         default = cosine_rows(embed(client, texts), expected).min()
+    if measured is not None and measured < ACCURACY_FLOOR:
+        assert backend["precision"] == "fp32", backend  # auto never serves it under the floor
     assert default >= BF16_FLOOR, (
         f"{kind}: the default backend ({backend['name']} {backend['precision']}) min cosine "
         f"{default:.6f} against the PyTorch encoder is under its floor {BF16_FLOOR}"

@@ -11,6 +11,7 @@ import random
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,15 @@ import pytest
 
 from common.arrays import encode_batches, normalize_rows, pad
 from export.artifact import load_artifact
-from service.backends import Choice, choose, create_backend, create_backends, resolve_streams
+from service.backends import (
+    ACCURACY_FLOOR,
+    Choice,
+    _auto_cpu_precision,
+    choose,
+    create_backend,
+    create_backends,
+    resolve_streams,
+)
 from service.backends.base import Backend
 from service.settings import ServiceSettings
 
@@ -90,6 +99,26 @@ def test_auto_picks_one_of_the_checked_paths(minilm_artifact: Path) -> None:
     assert isinstance(choice, Choice) and choice.reason.startswith("auto:")
     assert (choice.backend, choice.precision) in CANDIDATES
     assert _skip_reason(choice.backend, choice.precision) is None
+
+
+@pytest.mark.parametrize(
+    ("measured", "native", "expected"),
+    [
+        (None, True, "bf16"),  # exported before it was measured, or where it could not be
+        (ACCURACY_FLOOR, True, "bf16"),
+        (0.99985, True, "fp32"),  # all-mpnet-base-v2's measured bf16
+        (0.99999, False, "fp32"),
+    ],
+)
+def test_auto_runs_bf16_only_where_the_export_did_not_measure_it_under_the_floor(
+    minilm_artifact: Path, measured: float | None, native: bool, expected: str
+) -> None:
+    artifact = load_artifact(minilm_artifact)
+    artifact = replace(artifact, config=replace(artifact.config, bf16_min_cosine=measured))
+    precision, why = _auto_cpu_precision(artifact, native_bf16=native)
+    assert precision == expected, why
+    if measured is not None and native:
+        assert f"{measured:.6f}" in why
 
 
 def test_unsupported_precision_is_refused(minilm_artifact: Path) -> None:
