@@ -19,13 +19,24 @@ from pydantic import BaseModel
 
 from service.bodies import decode
 from service.errors import ApiError
-from service.protocol import REQUESTS, Limit, OpenAIEmbeddingRequest, request_components
+from service.protocol import (
+    REQUESTS,
+    Limit,
+    LimitValue,
+    OpenAIEmbeddingRequest,
+    request_components,
+)
 
 # Fixed examples per run (derandomized), no example database written into the checkout; bodies
 # drawn from the OpenAPI document cost ~20 ms each, so fewer of them.
 SETTINGS = settings(max_examples=100, derandomize=True, database=None, deadline=None)
 DOCUMENT_SETTINGS = settings(SETTINGS, max_examples=40)
-LIMITS: dict[Limit, int] = {"vocabulary": 30521, "dimension": 384, "inputs": 2048}
+LIMITS: dict[Limit, LimitValue] = {
+    "vocabulary": 30521,
+    "dimension": 384,
+    "inputs": 2048,
+    "prompts": ["query"],
+}
 # Any JSON value (json.dumps, not orjson: integers beyond 64 bits are JSON too).
 JSON_VALUES = st.recursive(
     st.none()
