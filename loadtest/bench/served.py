@@ -8,6 +8,7 @@ embedserve on this shared machine cannot leak into its metrics.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -22,12 +23,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import numpy as np
 
 from service.ingress import free_port
 
 from ..config import LoadConfig, Workload
 from ..driver import RunResult, run
+from ..server import fetch_info
 from .cpu import CpuBreakdown, breakdown, descendants, snapshot
 
 log = logging.getLogger(__name__)
@@ -170,13 +173,14 @@ def served_vectors(url: str, batches: list[list[str]]) -> np.ndarray:
 
 
 def server_info(url: str) -> dict | None:
-    """The server's ``/info`` (its model, backend and batching), or None if it has none."""
-    try:
-        with urllib.request.urlopen(f"{url}/info", timeout=30) as response:
-            info = json.loads(response.read())
-    except (OSError, ValueError):
-        return None
-    return info if isinstance(info, dict) else None
+    """The server's ``/info`` (its model, backend and batching), or None if it has none: the
+    load generator's own :func:`loadtest.server.fetch_info`, from outside an event loop."""
+
+    async def fetch() -> dict | None:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+            return await fetch_info(session, url)
+
+    return asyncio.run(fetch())
 
 
 def workloads(
