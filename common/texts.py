@@ -26,3 +26,15 @@ def passages() -> list[str]:
 def corpus() -> list[str]:
     """Every sentence, then every passage: the texts accuracy is measured on."""
     return sentences() + passages()
+
+
+def pairs(queries: int = 16, documents: int = 8) -> list[tuple[str, str]]:
+    """Real (query, document) pairs for rerankers and classifiers: each of the first
+    ``queries`` sentences with ``documents`` texts, passages and sentences alternating (long
+    and short documents in one request), rotating so that queries meet different ones."""
+    texts = [text for pair in zip(passages(), sentences(), strict=False) for text in pair]
+    return [
+        (query, texts[(q * documents + d) % len(texts)])
+        for q, query in enumerate(sentences()[:queries])
+        for d in range(documents)
+    ]
