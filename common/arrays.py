@@ -1,4 +1,4 @@
-"""Padded batches, length-sorted encoding and row-wise cosine.
+"""Padded batches, length-sorted encoding, row-wise cosine and a classifier's scores.
 
 One definition each: the replica's batcher, the PyTorch reference, the export's parity check,
 the benchmarks and the tests pad and compare the same way, so their numbers agree.
@@ -72,3 +72,19 @@ def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     both_zero = (na == 0) & (nb == 0)
     cos = (a * b).sum(-1) / np.maximum(na * nb, 1e-300)
     return np.where(both_zero, 1.0, cos)
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    return np.asarray(1.0 / (1.0 + np.exp(-logits)), dtype=logits.dtype)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of ``(n, L)`` logits, shifted by each row's maximum so none overflows."""
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))  # (n, L)
+    return np.asarray(shifted / shifted.sum(axis=1, keepdims=True), dtype=logits.dtype)
+
+
+def scores(logits: np.ndarray) -> np.ndarray:
+    """What a cross-encoder's ``(n, L)`` logits mean to a user, as text-embeddings-inference
+    scores them: the sigmoid of a single logit (relevance), the softmax over several labels."""
+    return sigmoid(logits) if logits.shape[1] == 1 else softmax(logits)

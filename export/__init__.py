@@ -1,4 +1,5 @@
-"""Export a sentence encoder to a validated ONNX artifact folder (``python -m export``).
+"""Export an encoder (embedder or cross-encoder) to a validated ONNX artifact folder
+(``python -m export``).
 
 Only the artifact reader is imported eagerly: the service uses :func:`load_artifact` and must
 not pay for torch/onnx imports. The exporter itself is loaded on first use.

@@ -5,7 +5,9 @@ the standard library: the service can read an artifact without pulling in torch 
 
 Layout of an artifact folder::
 
-    model.onnx             the graph (fp32, or fp16 with --fp16); inputs input_ids, attention_mask
+    model.onnx             the graph (fp32, or fp16 with --fp16); inputs input_ids, attention_mask;
+                           outputs token_embeddings (B, T, D), sentence_embedding (B, D) for an
+                           embedder, logits (B, num_labels) (raw) for a cross-encoder/classifier
     model.onnx.data        its weights, only when exported with external data (large models)
     model.optimized.onnx   optional: ONNX Runtime transformer fusions (--optimize)
     model.int8.onnx        optional: dynamic int8 quantisation (--quantize int8)
@@ -36,11 +38,29 @@ MANIFEST_FILE = "manifest.json"
 EXTERNAL_DATA_SUFFIX = ".data"  # model.onnx -> model.onnx.data
 
 INPUT_NAMES = ("input_ids", "attention_mask")
-OUTPUT_NAMES = ("token_embeddings", "sentence_embedding")
+OUTPUT_NAMES = ("token_embeddings", "sentence_embedding")  # an embedder's outputs
+LOGITS = "logits"  # a cross-encoder's or classifier's one output, (B, num_labels), raw
+
+# What a model computes: embeddings, one relevance logit per (query, document) pair (rerank), or
+# a logit per label (classify). The same names as models.config.ModelTask, kept here because
+# this module imports nothing beyond the standard library.
+TASKS = ("embedding", "rerank", "classify")
 
 Variant = Literal["default", "optimized", "int8"]
 # Serving-config keys added after format 1 was released, with the value an older file means.
-OPTIONAL: dict[str, Any] = {"prompts": {}, "default_prompt_name": None, "bf16_min_cosine": None}
+OPTIONAL: dict[str, Any] = {
+    "prompts": {},
+    "default_prompt_name": None,
+    "bf16_min_cosine": None,
+    "task": "embedding",
+    "labels": [],
+    "bf16_max_abs_score": None,
+}
+
+
+def task_outputs(task: str) -> tuple[str, ...]:
+    """The graph outputs an artifact of ``task`` has, in order."""
+    return OUTPUT_NAMES if task == "embedding" else (LOGITS,)
 
 
 class ArtifactError(ExportError):
@@ -49,7 +69,7 @@ class ArtifactError(ExportError):
 
 @dataclass(frozen=True, kw_only=True)
 class ServingConfig:
-    """Everything the service needs to turn text into embeddings with ``model.onnx``.
+    """Everything the service needs to run ``model.onnx``: text to embeddings, or to scores.
 
     ``normalize`` tells the service to L2-normalise ``sentence_embedding``: the graph itself
     never normalises, so one artifact serves both normalised and raw requests.
@@ -59,8 +79,15 @@ class ServingConfig:
     ``default_prompt_name`` come from the checkpoint's ``config_sentence_transformers.json``;
     ``bf16_min_cosine`` is OpenVINO bf16 against the fp32 graph on real text, measured at export
     where the CPU has native bf16 (None: not measured); the service's ``auto`` runs bf16 only
-    when it is not below the accuracy floor. These are optional keys (``OPTIONAL``), so
-    artifacts exported before they existed still load.
+    when it is not below the accuracy floor.
+
+    ``task`` says what the graph computes (``TASKS``). For ``rerank`` and ``classify`` the one
+    output is ``logits`` (B, num_labels), ``dimension`` is num_labels, ``labels`` names them in
+    id order (the checkpoint's id2label), ``pooling`` is the head's and ``normalize`` is False;
+    ``bf16_max_abs_score`` is the largest difference of OpenVINO bf16 scores (sigmoid of the
+    one logit, softmax over several) from fp32 on real pairs, and ``bf16_min_cosine`` stays None.
+    These are optional keys (``OPTIONAL``), so artifacts exported before they existed still load,
+    as embedders.
     """
 
     model_name: str
@@ -76,6 +103,9 @@ class ServingConfig:
     prompts: dict[str, str] = field(default_factory=dict)
     default_prompt_name: str | None = None
     bf16_min_cosine: float | None = None
+    task: str = "embedding"
+    labels: list[str] = field(default_factory=list)
+    bf16_max_abs_score: float | None = None
     input_names: tuple[str, ...] = INPUT_NAMES
     output_names: tuple[str, ...] = OUTPUT_NAMES
     format_version: int = FORMAT_VERSION
@@ -103,6 +133,9 @@ class ServingConfig:
             "prompts": (dict,),
             "default_prompt_name": (str, type(None)),
             "bf16_min_cosine": (float, type(None)),
+            "task": (str,),
+            "labels": (list,),
+            "bf16_max_abs_score": (float, type(None)),
             "input_names": (list,),
             "output_names": (list,),
             "format_version": (int,),
@@ -123,6 +156,7 @@ class ServingConfig:
         default = data["default_prompt_name"]
         if default is not None and default not in prompts:
             raise ArtifactError(f"{source}: default_prompt_name {default!r} is not in prompts")
+        _check_task(data, source)
         if data["format_version"] != FORMAT_VERSION:
             raise ArtifactError(
                 f"{source}: format_version {data['format_version']} is not supported "
@@ -130,9 +164,28 @@ class ServingConfig:
             )
         values = {k: data[k] for k in known}
         values["prompts"] = dict(prompts)
+        values["labels"] = list(data["labels"])
         values["input_names"] = tuple(values["input_names"])
         values["output_names"] = tuple(values["output_names"])
         return cls(**values)
+
+
+def _check_task(data: dict[str, Any], source: str) -> None:
+    """The task is known, its labels fit its logits, and the outputs are the task's."""
+    task, labels = data["task"], data["labels"]
+    if task not in TASKS:
+        raise ArtifactError(f"{source}: task {task!r} is not one of {list(TASKS)}")
+    if not all(isinstance(label, str) for label in labels):
+        raise ArtifactError(f"{source}: labels must be a list of strings ({labels!r})")
+    if task != "embedding" and len(labels) != data["dimension"]:
+        raise ArtifactError(
+            f"{source}: {len(labels)} labels for {data['dimension']} logits (dimension)"
+        )
+    expected = list(task_outputs(task))
+    if list(data["output_names"]) != expected:
+        raise ArtifactError(
+            f"{source}: a {task} artifact has outputs {expected}, not {data['output_names']}"
+        )
 
 
 @dataclass(frozen=True)

@@ -25,11 +25,13 @@ from .options import (
     Quantization,
 )
 
-DESCRIPTION = """Export a sentence encoder to an ONNX artifact folder, validated against PyTorch.
+DESCRIPTION = """Export an encoder to an ONNX artifact folder, validated against PyTorch.
 
-MODEL is all-MiniLM-L6-v2, a sentence-transformers (BERT) folder, or a folder written by
-models.save_model. DIR receives model.onnx, tokenizer.json, serving_config.json, manifest.json
-and the optional extras; see docs/export.md."""
+MODEL is all-MiniLM-L6-v2, a sentence-transformers folder, a transformers folder (an embedder,
+or a *ForSequenceClassification cross-encoder or classifier: the artifact's task is then rerank
+or classify and its output raw logits), or a folder written by models.save_model. DIR receives
+model.onnx, tokenizer.json, serving_config.json, manifest.json and the optional extras; see
+docs/export.md."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--model",
         required=True,
         metavar="NAME_OR_PATH",
-        help="all-MiniLM-L6-v2, a sentence-transformers folder or a models.save_model folder",
+        help="all-MiniLM-L6-v2, a sentence-transformers or transformers folder (embedder or "
+        "cross-encoder), or a models.save_model folder",
     )
     p.add_argument(
         "--output",

@@ -1,4 +1,4 @@
-"""PyTorch encoder -> ``model.onnx`` with dynamic batch and sequence axes.
+"""PyTorch encoder (embedder or classifier) -> ``model.onnx`` with dynamic batch and sequence axes.
 
 The attention form and the exporter are choices, not accidents: the default (dynamo exporter,
 explicit MatMul -> Softmax -> MatMul attention, opset 20) gives the leanest graph; the measured
@@ -14,12 +14,11 @@ from pathlib import Path
 import onnx
 import torch
 
-from models import SentenceEncoder
-
-from .artifact import EXTERNAL_DATA_SUFFIX, INPUT_NAMES, OUTPUT_NAMES
+from .artifact import EXTERNAL_DATA_SUFFIX, INPUT_NAMES, OUTPUT_NAMES, task_outputs
 from .errors import ExportError, ValidationError
 from .options import AttentionForm, Exporter
 from .quiet import Captured, quiet
+from .source import Encoder
 
 # Weights above this go to model.onnx.data (protobuf cannot hold more than 2 GiB, and a lean
 # model.onnx is quicker to inspect); below it one self-contained file is simpler to ship.
@@ -69,9 +68,10 @@ class GraphInfo:
 
 
 def prepare_for_export(
-    encoder: SentenceEncoder, attention: AttentionForm, max_seq_length: int | None = None
-) -> SentenceEncoder:
-    """A fresh encoder with the export attention form (and max length) and the same weights.
+    encoder: Encoder, attention: AttentionForm, max_seq_length: int | None = None
+) -> Encoder:
+    """A fresh encoder of the same class (embedder or classifier) with the export attention
+    form (and max length) and the same weights.
 
     A new module rather than mutating ``encoder``: the original stays the parity reference,
     so parity also proves that the two attention forms compute the same thing.
@@ -83,7 +83,7 @@ def prepare_for_export(
         config = encoder.config.replace(**changes)
     except ValueError as exc:
         raise ExportError(str(exc)) from exc
-    model = SentenceEncoder(config)
+    model = type(encoder)(config)
     model.load_state_dict(encoder.state_dict(), strict=True)
     return model.eval()
 
@@ -92,7 +92,7 @@ def weight_bytes(model: torch.nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in model.state_dict().values())
 
 
-def sample_inputs(model: SentenceEncoder) -> tuple[torch.Tensor, torch.Tensor]:
+def sample_inputs(model: Encoder) -> tuple[torch.Tensor, torch.Tensor]:
     """Trace inputs: batch 2 and seq >= 2 so neither axis is specialised to a constant 1."""
     seq = max(2, min(16, model.config.max_position))
     input_ids = torch.arange(2 * seq, dtype=torch.int64).reshape(2, seq) % model.config.vocab_size
@@ -101,7 +101,15 @@ def sample_inputs(model: SentenceEncoder) -> tuple[torch.Tensor, torch.Tensor]:
     return input_ids, attention_mask
 
 
-def _export_dynamo(model: SentenceEncoder, path: Path, opset: int, external: bool) -> None:
+def _output_axes(model: Encoder) -> dict[str, dict[int, str]]:
+    """Dynamic axes of each output: token embeddings (B, T, D); pooled and logits (B, ·)."""
+    names = task_outputs(model.config.task)
+    return {
+        name: {0: "batch", 1: "seq"} if name == OUTPUT_NAMES[0] else {0: "batch"} for name in names
+    }
+
+
+def _export_dynamo(model: Encoder, path: Path, opset: int, external: bool) -> None:
     axes = {0: "batch", 1: "seq"}
     program = torch.onnx.export(
         model,
@@ -109,7 +117,7 @@ def _export_dynamo(model: SentenceEncoder, path: Path, opset: int, external: boo
         None,
         dynamo=True,
         input_names=list(INPUT_NAMES),
-        output_names=list(OUTPUT_NAMES),
+        output_names=list(task_outputs(model.config.task)),
         dynamic_shapes=(axes, axes),
         opset_version=opset,
         optimize=True,
@@ -119,7 +127,7 @@ def _export_dynamo(model: SentenceEncoder, path: Path, opset: int, external: boo
     program.save(str(path), external_data=external)
 
 
-def _export_torchscript(model: SentenceEncoder, path: Path, opset: int, external: bool) -> None:
+def _export_torchscript(model: Encoder, path: Path, opset: int, external: bool) -> None:
     axes = {0: "batch", 1: "seq"}
     torch.onnx.export(
         model,
@@ -127,13 +135,8 @@ def _export_torchscript(model: SentenceEncoder, path: Path, opset: int, external
         str(path),
         dynamo=False,
         input_names=list(INPUT_NAMES),
-        output_names=list(OUTPUT_NAMES),
-        dynamic_axes={
-            "input_ids": axes,
-            "attention_mask": axes,
-            "token_embeddings": axes,
-            "sentence_embedding": {0: "batch"},
-        },
+        output_names=list(task_outputs(model.config.task)),
+        dynamic_axes={"input_ids": axes, "attention_mask": axes, **_output_axes(model)},
         opset_version=opset,
         do_constant_folding=True,
     )
@@ -159,7 +162,7 @@ def default_opset(proto: onnx.ModelProto) -> int:
 
 
 def export_onnx(
-    model: SentenceEncoder,
+    model: Encoder,
     path: Path,
     *,
     opset: int,

@@ -79,6 +79,24 @@ class ExportOptions:
         if self.tokenizer is not None and not Path(self.tokenizer).is_file():
             raise ExportError(f"tokenizer file {self.tokenizer} does not exist")
 
+    def check_task(self, task: str) -> None:
+        """Refuse what only fits embedders, once the model's task is known (before exporting).
+
+        ``--optimize`` runs ONNX Runtime's BERT fusions and checks them with embedding outputs,
+        and ``--quantize int8`` is judged by embedding cosine: neither has been built or
+        measured for a classifier's logits, so a cross-encoder exports fp32 only.
+        """
+        chosen = [
+            flag
+            for flag, on in (("--optimize", self.optimize), ("--quantize", self.quantize))
+            if on
+        ]
+        if task != "embedding" and chosen:
+            raise ExportError(
+                f"{' and '.join(chosen)} are for embedding models; this is a {task} model "
+                "(a *ForSequenceClassification checkpoint): export it without them"
+            )
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, for the manifest; paths as given (the output path is the artifact)."""
         data = asdict(self)

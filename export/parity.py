@@ -6,7 +6,8 @@ that masking in the graph matches masking in PyTorch. Half the shapes (a checker
 batch and length) pad on the left: last-token pooling, causal attention and position ids
 counted from the mask (XLM-R) must find the real tokens wherever the padding is. Lengths up to
 the model's max put sliding-window attention past its window. Token embeddings are compared
-only at real positions: what the graph computes for padding is nobody's business.
+only at real positions: what the graph computes for padding is nobody's business. A
+classifier's logits are compared as an embedder's pooled output is, every row, every label.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ import torch
 
 from common import texts as corpus
 from common.arrays import cosine_rows, encode_batches
-from models import SentenceEncoder, Tokenizer
+from models import Tokenizer
 
-from .artifact import INPUT_NAMES, OUTPUT_NAMES
+from .artifact import INPUT_NAMES, LOGITS, OUTPUT_NAMES, task_outputs
+from .source import Encoder
 
 GRID_BATCHES = (1, 3, 17, 64)
 GRID_SEQS = (1, 7, 128)  # plus the model's max_seq_length, up to MAX_GRID_SEQ
@@ -35,6 +37,8 @@ MAX_GRID_SEQ = 2048
 MAX_GRID_CELLS = 64 * 512 * 512
 Padding = Literal["right", "left"]
 PADDING_SIDES: tuple[Padding, Padding] = ("right", "left")
+# Each output's name in the per-shape rows of the report ("max_abs_token", ...).
+SHORT = {OUTPUT_NAMES[0]: "token", OUTPUT_NAMES[1]: "sentence", LOGITS: "logits"}
 
 
 def grid_shapes(max_seq_length: int) -> list[tuple[int, int]]:
@@ -69,38 +73,47 @@ class _Case:
     input_ids: np.ndarray
     attention_mask: np.ndarray
     padding: Padding
-    token_ref: np.ndarray
-    sentence_ref: np.ndarray
+    refs: dict[str, np.ndarray]  # output name -> PyTorch's output
 
 
 @dataclass(frozen=True)
 class ParityReport:
-    """Worst differences over the grid, and each shape's, for the manifest."""
+    """Worst differences over the grid (per output), and each shape's, for the manifest."""
 
     label: str
     provider: str
     atol: float
-    max_abs_token: float
-    max_abs_sentence: float
-    min_cosine: float
+    max_abs: dict[str, float]  # output name -> largest difference over the grid
+    min_cosine: float | None  # of sentence embeddings; None for logits (one logit has no angle)
     cases: tuple[dict[str, Any], ...]
 
     @property
+    def worst(self) -> float:
+        return max(self.max_abs.values())
+
+    @property
+    def worst_output(self) -> str:
+        return max(self.max_abs, key=lambda name: self.max_abs[name])
+
+    @property
     def passed(self) -> bool:
-        return self.max_abs_token <= self.atol and self.max_abs_sentence <= self.atol
+        return self.worst <= self.atol
 
     def worst_case(self) -> dict[str, Any]:
-        return max(self.cases, key=lambda c: max(c["max_abs_token"], c["max_abs_sentence"]))
+        keys = [f"max_abs_{SHORT[name]}" for name in self.max_abs]
+        return max(self.cases, key=lambda c: max(c[k] for k in keys))
 
     def to_dict(self) -> dict[str, Any]:
+        cosine = (
+            {} if self.min_cosine is None else {"min_cosine_sentence_embedding": self.min_cosine}
+        )
         return {
             "label": self.label,
             "provider": self.provider,
             "atol": self.atol,
             "passed": self.passed,
-            "max_abs_token_embeddings": self.max_abs_token,
-            "max_abs_sentence_embedding": self.max_abs_sentence,
-            "min_cosine_sentence_embedding": self.min_cosine,
+            **{f"max_abs_{name}": value for name, value in self.max_abs.items()},
+            **cosine,
             "cases": list(self.cases),
         }
 
@@ -110,7 +123,7 @@ class ParityGrid:
 
     def __init__(
         self,
-        reference: SentenceEncoder,
+        reference: Encoder,
         *,
         max_seq_length: int,
         pad_id: int,
@@ -120,6 +133,7 @@ class ParityGrid:
         rng = np.random.default_rng(seed)
         self.seed = seed
         self.shapes = grid_shapes(max_seq_length)
+        self.outputs = task_outputs(reference.config.task)
         self.cases: list[_Case] = []
         model = reference.to(device).eval()
         with torch.inference_mode():
@@ -130,17 +144,12 @@ class ParityGrid:
                 side = PADDING_SIDES[(batches.index(batch) + seqs.index(seq)) % 2]
                 vocab = reference.config.vocab_size
                 ids, mask = ragged_batch(rng, batch, seq, vocab, pad_id, side)
-                tokens, sentence = model(
-                    torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device)
-                )
+                out = model(torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device))
+                # An embedder returns (tokens, pooled); a classifier its logits alone.
+                refs = (out,) if isinstance(out, torch.Tensor) else out
+                arrays = [r.float().cpu().numpy() for r in refs]
                 self.cases.append(
-                    _Case(
-                        ids,
-                        mask,
-                        side,
-                        tokens.float().cpu().numpy(),
-                        sentence.float().cpu().numpy(),
-                    )
+                    _Case(ids, mask, side, dict(zip(self.outputs, arrays, strict=True)))
                 )
 
     def feeds(self) -> list[dict[str, np.ndarray]]:
@@ -151,27 +160,23 @@ class ParityGrid:
 
     def check(self, session: ort.InferenceSession, atol: float, label: str) -> ParityReport:
         rows: list[dict[str, Any]] = []
-        for (batch, seq), case in zip(self.shapes, self.cases, strict=True):
-            feed = dict(zip(INPUT_NAMES, (case.input_ids, case.attention_mask), strict=True))
-            tokens, sentence = session.run(list(OUTPUT_NAMES), feed)
-            real = case.attention_mask.astype(bool)
-            rows.append(
-                {
-                    "batch": batch,
-                    "seq": seq,
-                    "padding": case.padding,
-                    "max_abs_token": float(np.abs(tokens[real] - case.token_ref[real]).max()),
-                    "max_abs_sentence": float(np.abs(sentence - case.sentence_ref).max()),
-                    "min_cosine": float(cosine_rows(sentence, case.sentence_ref).min()),
-                }
-            )
+        for (batch, seq), case, feed in zip(self.shapes, self.cases, self.feeds(), strict=True):
+            got = dict(zip(self.outputs, session.run(list(self.outputs), feed), strict=True))
+            row: dict[str, Any] = {"batch": batch, "seq": seq, "padding": case.padding}
+            for name, ref in case.refs.items():
+                # Token embeddings at real positions only: (B, T, D)[mask] -> (N, D).
+                real = case.attention_mask.astype(bool) if ref.ndim == 3 else slice(None)
+                row[f"max_abs_{SHORT[name]}"] = float(np.abs(got[name][real] - ref[real]).max())
+            if OUTPUT_NAMES[1] in got:
+                pooled = got[OUTPUT_NAMES[1]]  # (B, D)
+                row["min_cosine"] = float(cosine_rows(pooled, case.refs[OUTPUT_NAMES[1]]).min())
+            rows.append(row)
         return ParityReport(
             label=label,
             provider=session.get_providers()[0],
             atol=atol,
-            max_abs_token=max(r["max_abs_token"] for r in rows),
-            max_abs_sentence=max(r["max_abs_sentence"] for r in rows),
-            min_cosine=min(r["min_cosine"] for r in rows),
+            max_abs={n: max(r[f"max_abs_{SHORT[n]}"] for r in rows) for n in self.outputs},
+            min_cosine=min(r["min_cosine"] for r in rows) if "min_cosine" in rows[0] else None,
             cases=tuple(rows),
         )
 
@@ -182,6 +187,19 @@ class Session(Protocol):
     def run(self, output_names: list[str], input_feed: dict[str, np.ndarray]) -> list[Any]: ...
 
 
+def run_batched(
+    session: Session, sequences: list[list[int]], pad_id: int, output: str, batch_size: int = 32
+) -> np.ndarray:
+    """One output of ``session`` for every id sequence, in order, batched by length."""
+
+    def run(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        feed = dict(zip(INPUT_NAMES, (ids, mask), strict=True))
+        (result,) = session.run([output], feed)  # (B, D) pooled or (B, num_labels) logits
+        return np.asarray(result)
+
+    return encode_batches(sequences, run, pad_id, batch_size=batch_size)
+
+
 def embed_texts(
     session: Session,
     tokenizer: Tokenizer,
@@ -189,14 +207,20 @@ def embed_texts(
     batch_size: int = 32,
 ) -> np.ndarray:
     """Raw (not normalised) sentence embeddings of ``texts``, in order, batched by length."""
-
-    def run(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        feed = dict(zip(INPUT_NAMES, (ids, mask), strict=True))
-        (pooled,) = session.run([OUTPUT_NAMES[1]], feed)  # (B, D)
-        return np.asarray(pooled)
-
     ids = tokenizer.tokenize(list(texts))
-    return encode_batches(ids, run, tokenizer.pad_id, batch_size=batch_size)
+    return run_batched(session, ids, tokenizer.pad_id, OUTPUT_NAMES[1], batch_size)
+
+
+def score_pairs(
+    session: Session,
+    tokenizer: Tokenizer,
+    pairs: Sequence[tuple[str, str]],
+    batch_size: int = 32,
+) -> np.ndarray:
+    """Raw logits (n, num_labels) of a cross-encoder or classifier for (query, document) pairs,
+    tokenized with the tokenizer's pair template, the document cut first."""
+    ids = tokenizer.tokenize_pairs(list(pairs))
+    return run_batched(session, ids, tokenizer.pad_id, LOGITS, batch_size)
 
 
 def real_texts() -> tuple[list[str], str]:

@@ -6,7 +6,6 @@ what the manifest needs, and prints one progress line per step.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -15,12 +14,12 @@ from typing import Any
 
 import onnxruntime as ort
 
-from models import SentenceEncoder, Tokenizer
+from models import Tokenizer
 
 from . import artifact as fmt
-from .bf16 import bf16_agreement, native_bf16_reason
+from .bf16 import bf16_agreement, bf16_score_agreement, native_bf16_reason
 from .errors import ValidationError
-from .manifest import build_manifest, file_entries, idempotence, tool_versions
+from .manifest import build_manifest, file_entries, idempotence
 from .onnx_export import (
     ATTENTION_CHOICE,
     EXTERNAL_DATA_THRESHOLD,
@@ -33,7 +32,8 @@ from .options import ExportOptions
 from .output_dir import check_output, commit, discard, make_staging
 from .parity import ParityGrid, ParityReport, grid_shapes, int8_agreement
 from .progress import Progress, say
-from .source import ModelSource, load_source, source_folder
+from .records import determinants, serving_config
+from .source import load_source, source_folder
 from .summary import count, summary
 from .validate import check_model, check_signature, open_session, require_device, signature
 
@@ -44,62 +44,13 @@ class ExportResult:
     manifest: dict[str, Any]
 
 
-def _weights_digest(model: SentenceEncoder) -> str:
-    """Hash of the weights themselves, whatever file format they came from."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
-def _determinants(source: ModelSource, model: SentenceEncoder, options: ExportOptions) -> dict:
-    """Everything the deterministic files depend on; compared on re-export."""
-    chosen = options.to_dict()
-    for key in ("model", "output", "force", "seed", "atol"):
-        chosen.pop(key, None)
-    return {
-        "weights_sha256": _weights_digest(model),
-        "config": model.config.to_dict(),
-        "tokenizer_sha256": fmt.sha256_file(source.tokenizer_file)
-        if source.tokenizer_file
-        else None,
-        "prompts": {"prompts": source.prompts, "default": source.default_prompt_name},
-        "options": chosen,
-        "versions": tool_versions(),
-    }
-
-
 def _parity_failure(report: ParityReport, output: Path) -> ValidationError:
     worst = report.worst_case()
-    token_worse = worst["max_abs_token"] >= worst["max_abs_sentence"]
-    which = "token_embeddings" if token_worse else "sentence_embedding"
-    diff = max(worst["max_abs_token"], worst["max_abs_sentence"])
+    cosine = "" if report.min_cosine is None else f" (min cosine {report.min_cosine:.6f})"
     return ValidationError(
-        f"parity failed for {report.label}: max abs difference {diff:.3g} in {which} at batch "
-        f"{worst['batch']} x seq {worst['seq']} exceeds --atol {report.atol:g} (min cosine "
-        f"{report.min_cosine:.6f}); {output} was left unchanged"
-    )
-
-
-def _serving_config(
-    source: ModelSource, model: SentenceEncoder, options: ExportOptions, bf16: float | None
-) -> fmt.ServingConfig:
-    cfg = model.config
-    return fmt.ServingConfig(
-        model_name=source.name,
-        dimension=cfg.d_model,
-        max_seq_length=cfg.max_seq_length,
-        pooling=cfg.pooling,
-        normalize=options.normalize,
-        pad_token_id=cfg.pad_token_id,
-        vocab_size=cfg.vocab_size,
-        attention=cfg.attention,
-        precision=options.precision,
-        tokenizer=fmt.TOKENIZER_FILE if source.tokenizer_file else None,
-        prompts=source.prompts,
-        default_prompt_name=source.default_prompt_name,
-        bf16_min_cosine=bf16,
+        f"parity failed for {report.label}: max abs difference {report.worst:.3g} in "
+        f"{report.worst_output} at batch {worst['batch']} x seq {worst['seq']} exceeds --atol "
+        f"{report.atol:g}{cosine}; {output} was left unchanged"
     )
 
 
@@ -127,6 +78,9 @@ def export_model(options: ExportOptions) -> ExportResult:
         )
         if source.tokenizer_file is None:
             result.append("no tokenizer.json (the artifact will take token ids only)")
+        if cfg.task != "embedding":
+            result.append(f"{cfg.task}, labels {source.labels}")
+        options.check_task(cfg.task)
 
     staging = make_staging(output)
     work = Path(tempfile.mkdtemp(prefix="export-work-"))
@@ -153,7 +107,8 @@ def export_model(options: ExportOptions) -> ExportResult:
         with progress.step("check", "onnx.checker (full) and signature") as result:
             check_model(model_path)
             inputs, outputs = signature(model_path)
-            check_signature(inputs, outputs, cfg.d_model)
+            width = cfg.d_model if cfg.task == "embedding" else cfg.num_labels
+            check_signature(inputs, outputs, width, cfg.task)
 
         with progress.step("session", "load in ONNX Runtime") as result:
             session = open_session(model_path, options.device)
@@ -174,16 +129,15 @@ def export_model(options: ExportOptions) -> ExportResult:
             if not report.passed:
                 raise _parity_failure(report, output)
 
-        bf16: float | None = None
         if measure_bf16:
-            with progress.step("bf16", "OpenVINO bf16 vs fp32 on real text") as result:
+            data = "text" if cfg.task == "embedding" else "pairs"
+            with progress.step("bf16", f"OpenVINO bf16 vs fp32 on real {data}") as result:
                 if source.tokenizer_file is None:
                     result.append("skipped: no tokenizer, so no real text")
                 else:
                     tok = Tokenizer(source.tokenizer_file, cfg.max_seq_length, cfg.pad_token_id)
-                    extras["bf16"] = bf16_agreement(model_path, tok)
-                    bf16 = extras["bf16"]["min_cosine_vs_fp32"]
-                    result.append(f"min cosine {bf16:.6f} on {extras['bf16']['texts']} texts")
+                    extras["bf16"] = _measure_bf16(model_path, tok, cfg.task)
+                    result.append(_bf16_text(extras["bf16"]))
 
         if options.optimize:
             with progress.step("optimize", "ORT transformer fusions") as result:
@@ -231,16 +185,18 @@ def export_model(options: ExportOptions) -> ExportResult:
         with progress.step("write", "write tokenizer, serving config, manifest") as result:
             if source.tokenizer_file is not None:
                 shutil.copyfile(source.tokenizer_file, staging / fmt.TOKENIZER_FILE)
-            serving = _serving_config(source, model, options, bf16)
+            serving = serving_config(source, model, options, extras.get("bf16", {}))
             fmt.write_json(staging / fmt.SERVING_CONFIG_FILE, serving.to_dict())
             files = file_entries(staging)
-            determinants = _determinants(source, model, options)
+            chosen = determinants(source, model, options)
             manifest = build_manifest(
                 model={
                     "name": source.name,
                     "source": source.given,
                     "source_path": str(source.folder),
                     "source_kind": source.kind,
+                    "task": cfg.task,
+                    "labels": source.labels,
                     "config": cfg.to_dict(),
                     "parameters": params,
                     "normalize_module": source.normalize_module,
@@ -261,8 +217,8 @@ def export_model(options: ExportOptions) -> ExportResult:
                 extras=extras,
                 files=files,
                 options={**options.to_dict(), "precision": options.precision},
-                determinants=determinants,
-                idempotent=idempotence(files, determinants, previous),
+                determinants=chosen,
+                idempotent=idempotence(files, chosen, previous),
                 timings=progress.timings,
             )
             fmt.write_json(staging / fmt.MANIFEST_FILE, manifest)
@@ -286,8 +242,19 @@ def export_model(options: ExportOptions) -> ExportResult:
     return ExportResult(output, manifest)
 
 
+def _measure_bf16(path: Path, tokenizer: Tokenizer, task: str) -> dict[str, Any]:
+    """OpenVINO bf16 against the fp32 graph: embeddings on texts, or scores on pairs."""
+    measure = bf16_agreement if task == "embedding" else bf16_score_agreement
+    return measure(path, tokenizer)
+
+
+def _bf16_text(bf16: dict[str, Any]) -> str:
+    if "min_cosine_vs_fp32" in bf16:
+        return f"min cosine {bf16['min_cosine_vs_fp32']:.6f} on {bf16['texts']} texts"
+    return f"max|score diff| {bf16['max_abs_score']:.2g} on {bf16['pairs']} pairs"
+
+
 def _parity_text(report: ParityReport) -> str:
-    worst = max(report.max_abs_token, report.max_abs_sentence)
     verdict = "ok" if report.passed else "FAILED"
-    cosine = f"min cosine {report.min_cosine:.7f}"
-    return f"max|diff| {worst:.2g} (atol {report.atol:g}), {cosine} {verdict}"
+    cosine = "" if report.min_cosine is None else f", min cosine {report.min_cosine:.7f}"
+    return f"max|diff| {report.worst:.2g} (atol {report.atol:g}){cosine} {verdict}"

@@ -10,24 +10,42 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from models import CheckpointError, SentenceEncoder, SourceKind, load_encoder, locate_model
+from models import (
+    CheckpointError,
+    SentenceEncoder,
+    SequenceClassifier,
+    SourceKind,
+    load_encoder,
+    locate_model,
+)
 
 from .errors import ExportError
+
+# What the export takes: an embedder, or a cross-encoder / classifier (a checkpoint whose
+# config.json names a *ForSequenceClassification architecture).
+Encoder = SentenceEncoder | SequenceClassifier
 
 
 @dataclass(frozen=True)
 class ModelSource:
-    """The loaded encoder and where it came from (recorded in the manifest)."""
+    """The loaded encoder and where it came from (recorded in the manifest); ``labels`` name a
+    classifier's logits in id order (empty for an embedder)."""
 
     name: str
     given: str  # the --model argument as typed
     folder: Path
     kind: SourceKind
-    encoder: SentenceEncoder
+    encoder: Encoder
     tokenizer_file: Path | None
     normalize_module: bool  # a sentence-transformers Normalize module follows pooling
     prompts: dict[str, str] = field(default_factory=dict)  # name -> text put before inputs
     default_prompt_name: str | None = None
+    labels: list[str] = field(default_factory=list)
+
+    @property
+    def task(self) -> str:
+        """embedding, rerank or classify (``artifact.TASKS``), from the encoder's config."""
+        return self.encoder.config.task
 
 
 def source_folder(name_or_path: str) -> tuple[str, Path]:
@@ -65,4 +83,5 @@ def load_source(name_or_path: str, tokenizer: Path | None = None) -> ModelSource
         normalize_module=loaded.normalize_module,
         prompts=dict(loaded.prompts),
         default_prompt_name=loaded.default_prompt_name,
+        labels=list(loaded.labels),
     )

@@ -22,18 +22,26 @@ def _mb(path: Path) -> str:
     return f"{size / 1e6:.1f} MB"
 
 
+def _worst(parity: dict[str, Any]) -> str:
+    """The largest difference over the graph's outputs (embeddings, or logits)."""
+    return f"{max(v for k, v in parity.items() if k.startswith('max_abs_')):.2g}"
+
+
+def _cosine(parity: dict[str, Any]) -> str:
+    """Sentence-embedding cosine; a classifier's logits have none."""
+    cosine = parity.get("min_cosine_sentence_embedding")
+    return "-" if cosine is None else f"{cosine:.7f}"
+
+
 def summary(output: Path, manifest: dict[str, Any]) -> str:
     """The table printed after a successful export, built from the manifest alone."""
     parity = manifest["validation"]["parity"]
-    rows = [
-        [
-            fmt.MODEL_FILE,
-            _mb(output / fmt.MODEL_FILE),
-            f"{max(parity['max_abs_token_embeddings'], parity['max_abs_sentence_embedding']):.2g}",
-            f"{parity['min_cosine_sentence_embedding']:.7f}",
-            f"{manifest['graph']['nodes']} nodes, {manifest['options']['precision']}",
-        ]
-    ]
+    model = manifest["model"]
+    notes = f"{manifest['graph']['nodes']} nodes, {manifest['options']['precision']}"
+    if model["task"] != "embedding":
+        labels = len(model["labels"])
+        notes += f", {model['task']}: {labels} label{'' if labels == 1 else 's'}"
+    rows = [[fmt.MODEL_FILE, _mb(output / fmt.MODEL_FILE), _worst(parity), _cosine(parity), notes]]
     extras = manifest["extras"]
     if "optimized" in extras:
         opt = extras["optimized"]
@@ -43,8 +51,8 @@ def summary(output: Path, manifest: dict[str, Any]) -> str:
             [
                 fmt.OPTIMIZED_FILE,
                 _mb(output / fmt.OPTIMIZED_FILE),
-                f"{max(p['max_abs_token_embeddings'], p['max_abs_sentence_embedding']):.2g}",
-                f"{p['min_cosine_sentence_embedding']:.7f}",
+                _worst(p),
+                _cosine(p),
                 f"fused: {fused}",
             ]
         )

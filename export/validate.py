@@ -12,7 +12,7 @@ from typing import Any
 import onnx
 import onnxruntime as ort
 
-from .artifact import INPUT_NAMES, OUTPUT_NAMES
+from .artifact import INPUT_NAMES, OUTPUT_NAMES, task_outputs
 from .errors import ExportError, ValidationError
 
 Signature = list[dict[str, Any]]
@@ -47,8 +47,12 @@ def signature(path: Path) -> tuple[Signature, Signature]:
     return _describe(proto.graph.input), _describe(proto.graph.output)
 
 
-def check_signature(inputs: Signature, outputs: Signature, dimension: int) -> None:
-    """The contract the service relies on: names, int64 ids, dynamic batch/seq axes, width d."""
+def check_signature(
+    inputs: Signature, outputs: Signature, dimension: int, task: str = "embedding"
+) -> None:
+    """The contract the service relies on: names, int64 ids, dynamic batch/seq axes, and the
+    task's outputs: (b, s, d) and (b, d) for an embedder, (b, num_labels) logits otherwise
+    (``dimension`` is d_model or num_labels)."""
     problems = []
     if [i["name"] for i in inputs] != list(INPUT_NAMES):
         problems.append(f"inputs are {[i['name'] for i in inputs]}, expected {list(INPUT_NAMES)}")
@@ -57,19 +61,27 @@ def check_signature(inputs: Signature, outputs: Signature, dimension: int) -> No
             problems.append(f"input {i['name']} is {i['dtype']} {i['shape']}, not int64 [b, s]")
         elif not all(isinstance(d, str) for d in i["shape"]):
             problems.append(f"input {i['name']} has fixed axes {i['shape']}")
-    if [o["name"] for o in outputs] != list(OUTPUT_NAMES):
-        problems.append(
-            f"outputs are {[o['name'] for o in outputs]}, expected {list(OUTPUT_NAMES)}"
-        )
-    else:
+    expected = list(task_outputs(task))
+    if [o["name"] for o in outputs] != expected:
+        problems.append(f"outputs are {[o['name'] for o in outputs]}, expected {expected}")
+    elif expected == list(OUTPUT_NAMES):
         token, sentence = (o["shape"] for o in outputs)
-        dynamic = all(isinstance(d, str) for d in token[:2] + sentence[:1])
-        if len(token) != 3 or len(sentence) != 2 or not dynamic:
-            problems.append(f"output shapes {token}, {sentence} are not [b, s, d], [b, d]")
-        elif token[2] != dimension or sentence[1] != dimension:
-            problems.append(f"output width {token[2]}/{sentence[1]} is not d_model {dimension}")
+        problems += _embedding_shapes(token, sentence, dimension)
+    else:
+        (logits,) = (o["shape"] for o in outputs)
+        if len(logits) != 2 or not isinstance(logits[0], str) or logits[1] != dimension:
+            problems.append(f"output shape {logits} is not [b, {dimension}] (num_labels)")
     if problems:
         raise ValidationError("exported signature is wrong: " + "; ".join(problems))
+
+
+def _embedding_shapes(token: list[Any], sentence: list[Any], dimension: int) -> list[str]:
+    dynamic = all(isinstance(d, str) for d in token[:2] + sentence[:1])
+    if len(token) != 3 or len(sentence) != 2 or not dynamic:
+        return [f"output shapes {token}, {sentence} are not [b, s, d], [b, d]"]
+    if token[2] != dimension or sentence[1] != dimension:
+        return [f"output width {token[2]}/{sentence[1]} is not d_model {dimension}"]
+    return []
 
 
 def providers_for(device: str) -> list[str]:

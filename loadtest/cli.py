@@ -30,6 +30,7 @@ EPILOG = """examples:
   python -m loadtest --url http://127.0.0.1:8000 --mode closed --concurrency 4 --workload batch
   python -m loadtest --url http://127.0.0.1:8000 --mode open --rate 50 --duration 30 --out run1
   python -m loadtest --url http://127.0.0.1:8080 --api tei --sweep --slo-p99-ms 100 --out sweep
+  python -m loadtest --url http://127.0.0.1:8000 --api rerank --workload pairs --concurrency 4
   python -m loadtest compare run1/summary.json run2/summary.json --out cmp
 """
 
@@ -37,7 +38,7 @@ EPILOG = """examples:
 def run_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m loadtest",
-        description="Load-test an OpenAI- or TEI-compatible embedding server.",
+        description="Load-test an OpenAI- or TEI-compatible embedding (or reranking) server.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -46,9 +47,10 @@ def run_parser() -> argparse.ArgumentParser:
         "--api",
         choices=get_args(Api),
         default="openai",
-        help="openai: POST /v1/embeddings {input}; tei: POST /embed {inputs}",
+        help="openai: POST /v1/embeddings {input}; tei: POST /embed {inputs}; rerank: POST "
+        "/rerank {query, texts} (with --workload pairs)",
     )
-    p.add_argument("--model", help="model field for OpenAI-style requests")
+    p.add_argument("--model", help="OpenAI requests' model field; TEI's x-model header")
     p.add_argument("--encoding-format", choices=get_args(EncodingFormat), default="float")
     p.add_argument("--api-key", help="sent as Authorization: Bearer KEY")
     g = p.add_argument_group("load")
@@ -67,7 +69,8 @@ def run_parser() -> argparse.ArgumentParser:
         choices=get_args(BuiltinWorkload),
         default="short",
         help="short: 1 sentence/request; batch: --batch-size sentences; long: ~250-token "
-        "passages; mixed: 60%% short, 30%% batch, 10%% 4 passages (built-in English prose)",
+        "passages; mixed: 60%% short, 30%% batch, 10%% 4 passages; pairs: a sentence as the query "
+        "and --batch-size documents (built-in English prose)",
     )
     w.add_argument("--batch-size", type=int, help="inputs per request (batch: 32, long: 1)")
     w.add_argument("--texts", type=Path, help="inputs from a .txt (lines) or .jsonl file")

@@ -8,13 +8,14 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-Api = Literal["openai", "tei"]
+Api = Literal["openai", "tei", "rerank"]  # rerank: TEI's /rerank, one query and its documents
 EncodingFormat = Literal["float", "base64"]
 Mode = Literal["open", "closed"]
-BuiltinWorkload = Literal["short", "batch", "long", "mixed"]  # built-in texts (--workload)
+# Built-in texts (--workload); "pairs": a query and --batch-size documents, for --api rerank.
+BuiltinWorkload = Literal["short", "batch", "long", "mixed", "pairs"]
 Workload = Literal[BuiltinWorkload, "file"]  # "file": the texts of --texts
 
-DEFAULT_PATHS: dict[str, str] = {"openai": "/v1/embeddings", "tei": "/embed"}
+DEFAULT_PATHS: dict[str, str] = {"openai": "/v1/embeddings", "tei": "/embed", "rerank": "/rerank"}
 DEFAULT_DURATION_S = 30.0
 DEFAULT_SWEEP_STEP_S = 10.0
 DEFAULT_SWEEP_START_RPS = 5.0
@@ -27,7 +28,9 @@ class LoadConfig(BaseModel):
 
     url: str = Field(description="server base URL, or the full endpoint URL")
     api: Api = "openai"
-    model: str | None = Field(default=None, description="model field of OpenAI requests")
+    model: str | None = Field(
+        default=None, description="model field of OpenAI requests; x-model header of TEI's"
+    )
     encoding_format: EncodingFormat = "float"
     api_key: SecretStr | None = None
 
@@ -72,6 +75,8 @@ class LoadConfig(BaseModel):
             raise ValueError("workload 'file' needs --texts FILE")
         if self.workload == "short" and self.batch_size not in (None, 1):
             raise ValueError("workload 'short' sends one sentence per request; use 'batch'")
+        if (self.api == "rerank") != (self.workload == "pairs"):
+            raise ValueError("--api rerank and --workload pairs go together: a query and documents")
         if self.sweep:
             object.__setattr__(self, "mode", "open")
             if self.rate is None:
@@ -104,7 +109,7 @@ class LoadConfig(BaseModel):
     def inputs_per_request(self) -> int:
         if self.batch_size is not None:
             return self.batch_size
-        return 32 if self.workload in ("batch", "mixed") else 1
+        return 32 if self.workload in ("batch", "mixed", "pairs") else 1
 
     def in_flight_cap(self) -> int:
         """Open loop: beyond this many requests in flight, new arrivals are dropped (errors).

@@ -102,7 +102,7 @@ class LoadRunner:
     async def _send(self, index: int, scheduled: float, t0: float, rec: Recorder) -> None:
         loop = asyncio.get_running_loop()
         slot = index % len(self.bodies)
-        inputs = len(self.pool.requests[slot])
+        inputs = self.pool.inputs(slot)
         sent = loop.time()
         rec.sent += 1
         rec.in_flight += 1

@@ -70,3 +70,16 @@ def per_second(times_s: np.ndarray, horizon_s: float) -> np.ndarray:
     bins = max(1, int(np.ceil(horizon_s)))
     counts, _ = np.histogram(times_s, bins=bins, range=(0.0, float(bins)))
     return counts.astype(np.float64)
+
+
+def median_ratio(pairs: Sequence[tuple[float, float]]) -> float:
+    """The median over back-to-back ``(a, b)`` measurements of b / a: how paired comparisons
+    (served over offline, one setup over another) are summarised."""
+    return float(np.median([b / a for a, b in pairs]))
+
+
+def spread(values: Sequence[float]) -> float:
+    """How far the farthest of ``values`` lies from their median, as a fraction of it: one
+    setup's run-to-run variation."""
+    middle = float(np.median(values))
+    return max(abs(v / middle - 1) for v in values)

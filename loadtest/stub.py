@@ -1,7 +1,8 @@
 """A stub embedding server on 127.0.0.1: instant, or deliberately slow, and self-observing.
 
 It answers OpenAI (``/v1/embeddings``) and TEI (``/embed``) requests with the right number of
-constant vectors after ``delay_s``; with ``serial=True`` one request at a time, so its
+constant vectors after ``delay_s``, and TEI ``/rerank`` with each document's :func:`stub_score`,
+sorted by score as TEI sorts them; with ``serial=True`` one request at a time, so its
 capacity is exactly ``1 / delay_s`` requests/s. It records how many requests it held at once
 and when each arrived and left.
 
@@ -34,6 +35,7 @@ class StubServer:
     max_in_flight: int = 0
     handled: int = 0
     intervals: list[tuple[float, float]] = field(default_factory=list)  # (arrived, answered)
+    models: set[str] = field(default_factory=set)  # x-model headers seen
     _writers: set = field(default_factory=set, repr=False)
 
     @property
@@ -92,6 +94,8 @@ class StubServer:
                     name, _, value = line.partition(":")
                     if name.lower() == "content-length":
                         length = int(value)
+                    elif name.lower() == "x-model":
+                        self.models.add(value.strip())
                 body = await reader.readexactly(length) if length else b""
                 status, payload = await self._handle(method, path, body)
                 writer.write(
@@ -110,7 +114,7 @@ class StubServer:
         if method != "POST":
             return 404, b'{"error": "no such route"}'
         data = orjson.loads(body)
-        texts = data.get("input", data.get("inputs"))
+        texts = data.get("input", data.get("inputs", data.get("texts")))
         n = 1 if isinstance(texts, str) else len(texts)
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -125,12 +129,21 @@ class StubServer:
             self.in_flight -= 1
         self.intervals.append((arrived, time.monotonic()))
         self.handled += 1
+        if path == "/rerank":
+            ranks = [{"index": i, "score": stub_score(i)} for i in range(n)]
+            return 200, orjson.dumps(sorted(ranks, key=lambda r: -r["score"]))
         vectors = [[0.05] * self.dim] * n
         if path == "/embed":
             return 200, orjson.dumps(vectors)
         items = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
         usage = {"prompt_tokens": 7 * n}
         return 200, orjson.dumps({"object": "list", "data": items, "usage": usage})
+
+
+def stub_score(index: int) -> float:
+    """The stub's score for the document at ``index``: not in index order, so a client that
+    reads a sorted answer back into input order is tested."""
+    return (index * 37 % 101) / 100
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,7 +3,9 @@
 Built-in workloads use real English prose (``common.texts``), never random tokens: tokenizers
 and attention cost depend on real text. Sequential workloads walk the corpus in order, so the
 texts of request ``i`` are the same on every server and in the offline benchmark
-(:func:`chunks`); ``mixed`` draws request shapes from a seeded generator.
+(:func:`chunks`); ``mixed`` draws request shapes from a seeded generator. ``pairs`` (for
+``--api rerank``) sends each sentence in turn as a query with its documents
+(:func:`rerank_requests`); such a request's texts are the query first, then the documents.
 """
 
 from __future__ import annotations
@@ -57,6 +59,17 @@ def cycle_length(n_texts: int, size: int) -> int:
     return math.lcm(n_texts, size) // size
 
 
+def rerank_requests(count: int, documents: int) -> list[tuple[str, list[str]]]:
+    """The first ``count`` (query, documents) requests of the ``pairs`` workload: each sentence
+    as a query with ``documents`` texts, passages and sentences alternating
+    (:func:`common.texts.pairs`)."""
+    pairs = corpus.pairs(queries=count, documents=documents)
+    return [
+        (pairs[q * documents][0], [doc for _, doc in pairs[q * documents : (q + 1) * documents]])
+        for q in range(count)
+    ]
+
+
 class RequestPool:
     """The texts of every request of a run, built up front (off the measured path).
 
@@ -64,10 +77,16 @@ class RequestPool:
     that is small, else ``POOL_LIMIT`` requests.
     """
 
+    queries = False  # each request's first text is its query (``pairs``), not an input
+
     def __init__(self, config: LoadConfig) -> None:
         size = config.inputs_per_request
+        self.queries = config.workload == "pairs"
         if config.workload == "mixed":
             self.requests = _mixed(size, config.seed)
+        elif self.queries:
+            count = min(len(corpus.sentences()), POOL_LIMIT)
+            self.requests = [[q, *docs] for q, docs in rerank_requests(count, size)]
         else:
             texts = {
                 "short": corpus.sentences,
@@ -84,6 +103,10 @@ class RequestPool:
 
     def texts(self, index: int) -> list[str]:
         return self.requests[index % len(self.requests)]
+
+    def inputs(self, index: int) -> int:
+        """What request ``index`` asks to be scored or embedded: its texts, less a query."""
+        return len(self.texts(index)) - (1 if self.queries else 0)
 
 
 def _mixed(batch_size: int, seed: int) -> list[list[str]]:

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
+from torch import nn
 
+from .classifier import SequenceClassifier
 from .config import EncoderConfig
-from .model import SentenceEncoder
+from .model import EncoderTrunk, SentenceEncoder
 
 CONFIG_FILE = "encoder_config.json"
 WEIGHTS_FILE = "encoder.safetensors"
@@ -29,7 +31,7 @@ def is_checkpoint(folder: Path) -> bool:
 
 
 def save_model(
-    model: SentenceEncoder, folder: str | Path, tokenizer_file: str | Path | None = None
+    model: EncoderTrunk, folder: str | Path, tokenizer_file: str | Path | None = None
 ) -> Path:
     """Write config and weights (and a copy of ``tokenizer_file``, if given) into ``folder``."""
     folder = Path(folder)
@@ -42,7 +44,7 @@ def save_model(
     return folder
 
 
-def load_state(model: SentenceEncoder, tensors: dict[str, torch.Tensor], source: str) -> None:
+def load_state(model: nn.Module, tensors: dict[str, torch.Tensor], source: str) -> None:
     """Copy ``tensors`` into ``model``; any missing, unexpected or mis-shaped name is an error."""
     expected = model.state_dict()
     missing = sorted(set(expected) - set(tensors))
@@ -64,14 +66,15 @@ def load_state(model: SentenceEncoder, tensors: dict[str, torch.Tensor], source:
     model.load_state_dict(tensors, strict=True)
 
 
-def load_model(folder: str | Path) -> SentenceEncoder:
-    """Load a folder written by :func:`save_model`, in eval mode."""
+def load_model(folder: str | Path) -> SentenceEncoder | SequenceClassifier:
+    """Load a folder written by :func:`save_model`, in eval mode: a classifier when its config
+    has labels (``num_labels`` > 0), an embedder otherwise."""
     folder = Path(folder)
     for name in (CONFIG_FILE, WEIGHTS_FILE):
         if not (folder / name).is_file():
             raise CheckpointError(f"{folder} has no {name}; is it a folder saved by save_model?")
     config = EncoderConfig.load(folder / CONFIG_FILE)
-    model = SentenceEncoder(config)
+    model = SentenceEncoder(config) if config.task == "embedding" else SequenceClassifier(config)
     try:
         tensors = load_file(str(folder / WEIGHTS_FILE))
     except Exception as exc:  # safetensors raises its own error types for corrupt files

@@ -15,6 +15,8 @@ FeedForwardType = Literal["plain", "gated"]
 Activation = Literal["gelu", "relu", "silu"]
 Pooling = Literal["mean", "cls", "max", "last"]
 AttentionImpl = Literal["sdpa", "math"]
+HeadActivation = Literal["tanh", "gelu", "relu", "silu"]
+ModelTask = Literal["embedding", "rerank", "classify"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,6 +41,14 @@ class EncoderConfig:
     ``local_window`` with ``global_every`` (ModernBERT: every ``global_every``-th layer, from
     layer 0, attends globally, the others only to tokens within ``local_window / 2``) and
     ``local_rope_theta`` (the local layers' rotary base; None: ``rope_theta``).
+
+    The ``head_*`` fields describe a cross-encoder's classification head (:mod:`models.heads`);
+    ``num_labels`` 0 means an embedder, which has none. BERT's head is its pooler (dense, tanh)
+    then the output layer; RoBERTa's and MPNet's the same shape; ModernBERT's adds a norm after
+    the activation and drops the dense bias (``head_dense_bias``); Qwen3's is one output layer
+    without a bias. ``segment_separator`` (BERT cross-encoders): inputs are ``[CLS] q [SEP] d
+    [SEP]`` and the document tokens take token type 1; the model derives the types from this id
+    so that its inputs stay ``input_ids`` and ``attention_mask``.
     """
 
     vocab_size: int = 30522
@@ -76,6 +86,21 @@ class EncoderConfig:
     local_window: int | None = None
     global_every: int = 1
     local_rope_theta: float | None = None
+    num_labels: int = 0
+    head_dense: bool = True
+    head_dense_bias: bool = True
+    head_activation: HeadActivation = "tanh"
+    head_norm: bool = False
+    head_bias: bool = True
+    segment_separator: int | None = None
+
+    @property
+    def task(self) -> ModelTask:
+        """What the model is for: an embedder (no head), a reranker (one score per pair) or a
+        classifier (a score per label)."""
+        if self.num_labels == 0:
+            return "embedding"
+        return "rerank" if self.num_labels == 1 else "classify"
 
     @property
     def head_size(self) -> int:
@@ -127,6 +152,7 @@ class EncoderConfig:
                 raise ValueError(f"{name} must be positive, got {theta}")
         self._check_positions()
         self._check_attention_span()
+        self._check_head()
         if not 0 <= self.pad_token_id < self.vocab_size:
             raise ValueError(f"pad_token_id {self.pad_token_id} is outside the vocabulary")
 
@@ -160,6 +186,19 @@ class EncoderConfig:
         if self.global_every < 1:
             raise ValueError(
                 f"global_every must be >= 1 (1: every layer global), got {self.global_every}"
+            )
+
+    def _check_head(self) -> None:
+        if self.num_labels < 0:
+            raise ValueError(
+                f"num_labels must be 0 (an embedder) or the classifier's label count, got "
+                f"{self.num_labels}"
+            )
+        sep = self.segment_separator
+        if sep is not None and not (0 <= sep < self.vocab_size and self.type_vocab_size >= 2):
+            raise ValueError(
+                f"segment_separator {sep} needs an id inside the vocabulary and two token types "
+                f"(type_vocab_size is {self.type_vocab_size}); set it to None"
             )
 
     def replace(self, **changes: Any) -> EncoderConfig:

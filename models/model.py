@@ -12,7 +12,10 @@ from .norms import make_norm
 from .pooling import pool
 
 
-class SentenceEncoder(nn.Module):
+class EncoderTrunk(nn.Module):
+    """Embeddings and layers, shared by the embedder and the cross-encoder so both keep the
+    same tensor names (the families rename a checkpoint once for either)."""
+
     def __init__(self, config: EncoderConfig) -> None:
         super().__init__()
         self.config = config
@@ -22,13 +25,19 @@ class SentenceEncoder(nn.Module):
         # Pre-norm stacks leave the residual stream un-normalised; close it with one norm.
         self.final_norm = make_norm(config) if config.norm == "pre" else nn.Identity()
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
-        """(B, T) int64 ids and mask -> token embeddings (B, T, D), sentence embedding (B, D)."""
+    def hidden_states(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        """(B, T) int64 ids and mask -> the last layer's token embeddings (B, T, D)."""
         x = self.embeddings(input_ids)  # (B, T, D)
         biases = self.biases(attention_mask, x.dtype)  # BERT: {global, local}: (B, 1, 1, T)
         for layer in self.layers:
             x = layer(x, biases[layer.span])
-        x = self.final_norm(x)
+        return self.final_norm(x)
+
+
+class SentenceEncoder(EncoderTrunk):
+    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, T) int64 ids and mask -> token embeddings (B, T, D), sentence embedding (B, D)."""
+        x = self.hidden_states(input_ids, attention_mask)  # (B, T, D)
         return x, pool(x, attention_mask, self.config.pooling)
 
 

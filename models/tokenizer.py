@@ -91,6 +91,19 @@ def _pad_id(base: HFTokenizer, folder: Path, default: int) -> int:
     return default if pad is None else pad
 
 
+def longest_first(first: int, second: int, room: int) -> tuple[int, int]:
+    """Tokens kept of each side of a pair of ``first`` and ``second`` tokens in ``room``: the
+    ``tokenizers`` rule behind transformers' ``truncation="longest_first"``. The longer side
+    is cut down to the shorter, then both in turn; when both are longer than half the room
+    each keeps half, and an odd room's last token goes to the longer side (the second on a tie).
+    """
+    short, long = sorted((first, second))
+    keep_short, keep_long = short, min(long, max(short, room - short))
+    if keep_short + keep_long > room:
+        keep_short, keep_long = room // 2, room // 2 + room % 2
+    return (keep_long, keep_short) if first > second else (keep_short, keep_long)
+
+
 class Tokenizer:
     """Reads ``tokenizer.json``; truncates to ``max_length`` tokens (special tokens included).
 
@@ -168,6 +181,48 @@ class Tokenizer:
         if not truncate:
             return [e.ids for e in self._untruncated.encode_batch(texts)]
         return [e.ids for e, _ in self.encode_truncated(texts, side, limit)]
+
+    def tokenize_pairs(
+        self,
+        pairs: list[tuple[str, str]],
+        truncate: bool = True,
+        side: TruncationSide = "right",
+        limit: int | None = None,
+    ) -> list[list[int]]:
+        """Token ids of each (query, document) with the file's pair template (``[CLS] q [SEP]
+        d [SEP]``, ``<s> q </s></s> d </s>``...), at most ``limit`` (default ``max_length``) of
+        them, cut as transformers' ``truncation=True`` cuts (:func:`longest_first`); with
+        ``truncate=False`` nothing is cut.
+
+        Each side is read from a window (:meth:`encode_truncated`) of at most the room the pair
+        has, so a megabyte document costs what its kept tokens do.
+        """
+        if not truncate:
+            return [e.ids for e in self._untruncated.encode_batch(pairs)]
+        limit = self.max_length if limit is None else limit
+        room = limit - self._untruncated.num_special_tokens_to_add(is_pair=True)
+        if room < 0:
+            raise ValueError(f"limit {limit} leaves no room for the pair's special tokens")
+        if not pairs:
+            return []
+        queries, documents = ([*texts] for texts in zip(*pairs, strict=True))
+        # One more token than the room: a side that fills it is known to be too long.
+        windows = (
+            self.encode_truncated(texts, side, room + 1, add_special_tokens=False)
+            for texts in (queries, documents)
+        )
+        out = []
+        for query, document, (q, _), (d, _) in zip(queries, documents, *windows, strict=True):
+            n_q, n_d = len(q.ids), len(d.ids)
+            if n_q > room and n_d > room and room % 2:
+                # Both too long: the odd token goes to the longer side, so count them whole.
+                whole = self._untruncated.encode_batch([query, document], add_special_tokens=False)
+                n_q, n_d = (len(e.ids) for e in whole)
+            keep_q, keep_d = longest_first(n_q, n_d, room)
+            q.truncate(keep_q, direction=side)
+            d.truncate(keep_d, direction=side)
+            out.append(self._untruncated.post_process(q, d).ids)
+        return out
 
     def tokens(
         self, texts: list[str], add_special_tokens: bool = True, side: TruncationSide = "right"

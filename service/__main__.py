@@ -50,7 +50,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[Path | None, dict[str, An
     p = argparse.ArgumentParser(prog="python -m service", description=__doc__)
     p.add_argument("--config", type=Path, help="YAML settings file (overridden by env and flags)")
     p.add_argument(
-        "--artifact", type=Path, help=f"exported model folder (default {DEFAULT_ARTIFACT})"
+        "--artifact",
+        type=Path,
+        action="append",
+        help=f"exported model folder (default {DEFAULT_ARTIFACT}); repeat it to serve several "
+        "models, the first the default (a YAML models: list names them)",
     )
     p.add_argument(
         "--model",
@@ -89,6 +93,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[Path | None, dict[str, An
     p.add_argument("--max-queue-wait-s", type=float, help="admission: longest expected wait")
     args = vars(p.parse_args(argv))
     config = args.pop("config")
+    artifacts: list[Path] = args.pop("artifact") or []
+    if len(artifacts) == 1:
+        args["artifact"] = artifacts[0]
+    elif artifacts:
+        args["models"] = [{"artifact": path} for path in artifacts]
     batching = {
         k: args.pop(k)
         for k in ("max_batch_size", "max_batch_tokens", "batch_wait_timeout_s", "max_queue_wait_s")
@@ -143,18 +152,39 @@ def default_cpu_budget(settings: ServiceSettings, cores: int) -> ServiceSettings
     return settings.model_copy(update={"num_cpus": float(max(1, cores // replicas))})
 
 
-def check_backend_plan(settings: ServiceSettings) -> None:
+def check_backend_plan(settings: ServiceSettings) -> list[str]:
     """Refuse what a replica would refuse (backend × precision, streams, a missing or corrupt
-    file) before Ray starts: seconds instead of a replica's retries."""
+    file, two models served under one name) before Ray starts: seconds instead of a replica's
+    retries. Returns each model's served name, the default first."""
     from export.artifact import load_artifact
     from export.errors import ExportError
 
     from .backends import choose, resolve_streams
 
-    try:
-        resolve_streams(settings, choose(settings, load_artifact(settings.artifact)))
-    except (ValueError, ExportError) as exc:
-        sys.exit(f"error: {one_line(exc)}")
+    names: list[str] = []
+    for entry in settings.served_models:
+        try:
+            artifact = load_artifact(entry.artifact)
+            resolve_streams(settings, choose(settings, artifact))
+        except (ValueError, ExportError) as exc:
+            sys.exit(f"error: {one_line(exc)}")
+        name = entry.name or artifact.config.model_name
+        if name in names:
+            sys.exit(
+                f"error: two models would be served as {name!r}; name them (models: with "
+                "artifact and name in the YAML config)"
+            )
+        names.append(name)
+    return names
+
+
+def serving_line(settings: ServiceSettings, names: list[str], url: str) -> str:
+    """What the operator reads once the service is up: every model it serves."""
+    entries = settings.served_models
+    if len(entries) == 1:
+        return f"embedserve is serving {entries[0].artifact} on {url}"
+    served = ", ".join(f"{e.artifact} as {n!r}" for e, n in zip(entries, names, strict=True))
+    return f"embedserve is serving {served} on {url} (the first is the default)"
 
 
 ANSI_CODE = re.compile(r"\x1b\[[0-9;]*m")
@@ -219,9 +249,9 @@ def main(argv: list[str] | None = None) -> None:
     settings = default_cpu_budget(settings, os.cpu_count() or 1)
     if settings.model is not None:
         settings = model_artifact(settings)
-    else:
-        ensure_default_artifact(settings.artifact)
-    check_backend_plan(settings)
+    for entry in settings.served_models:
+        ensure_default_artifact(entry.artifact)
+    names = check_backend_plan(settings)
 
     from .ingress import ingress_timeout_s, ray_environment
 
@@ -250,7 +280,7 @@ def main(argv: list[str] | None = None) -> None:
         wait_until_running(settings.app_name, settings.startup_timeout_s, stop)
         if not stop.is_set():
             url = f"http://{settings.host}:{settings.port}"
-            sys.stdout.write(f"embedserve is serving {settings.artifact} on {url}\n")
+            sys.stdout.write(serving_line(settings, names, url) + "\n")
             sys.stdout.flush()
         stop.wait()
     except StartupError as exc:

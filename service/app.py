@@ -1,7 +1,10 @@
 """The Ray Serve application: one deployment whose replicas do the whole hot path.
 
 Each replica parses, authenticates, tokenizes, batches and runs inference itself: a second
-deployment hop would add milliseconds per request for nothing on one machine.
+deployment hop would add milliseconds per request for nothing on one machine. Several models
+(``ServiceSettings.models``) share each replica, each with its own tokenizer thread, backends
+and batcher (``service.engine``): one deployment, one ingress route, and a request routed to its
+model inside the replica rather than by a second hop.
 ``build_app`` follows Ray's builder convention (``serve run service.app:build_app key=value``).
 """
 
@@ -39,7 +42,7 @@ class EmbeddingServer:
         # The probe must give up before Ray's check does, so that a slow probe fails the check
         # as itself rather than as a timeout.
         if not await self.registry.healthy(self.settings.health_check_timeout_s / 2):
-            raise RuntimeError("the model did not answer a one-token probe")
+            raise RuntimeError("a model did not answer a one-token probe")
 
     def __del__(self) -> None:
         if hasattr(self, "metrics"):  # not when the constructor failed before it
@@ -80,11 +83,23 @@ def deployment_args(settings: ServiceSettings) -> dict[str, Any]:
     """Settings as plain data for the replicas (secrets in clear: they are the point)."""
     # Batching limits travel as user_config only: a change then reconfigures running replicas
     # instead of replacing them.
-    payload = settings.model_dump(mode="json", exclude={"batching"})
+    # With models, artifact stays unset: the replica's settings would refuse it.
+    single = {"artifact"} if settings.models else set()
+    payload = settings.model_dump(mode="json", exclude={"batching", *single})
     payload["api_keys"] = [key.get_secret_value() for key in settings.api_keys]
-    if settings.artifact.exists():
-        payload["artifact"] = str(settings.artifact.resolve())
+    if settings.models:
+        payload["models"] = [
+            {"artifact": resolved(entry.artifact), "name": entry.name} for entry in settings.models
+        ]
+    else:
+        payload["artifact"] = resolved(settings.artifact)
     return payload
+
+
+def resolved(artifact: Path) -> str:
+    """An artifact's absolute path where it exists (a replica's working directory differs);
+    as given otherwise (on a cluster, a path on the replicas' nodes)."""
+    return str(artifact.resolve() if artifact.exists() else artifact)
 
 
 # No `from __future__ import annotations` here: Ray reads the builder's annotation as a class

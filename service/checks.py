@@ -35,6 +35,14 @@ def check_texts(texts: list[str]) -> None:
             raise ApiError(400, f"input[{index}] is an empty string", "input", "empty_input")
 
 
+def check_pairs(inputs: Sequence[str | tuple[str, str]]) -> None:
+    """Texts and (query, document) pairs with no empty text in them."""
+    for index, item in enumerate(inputs):
+        texts = (item,) if isinstance(item, str) else item
+        if not all(texts):
+            raise ApiError(400, f"input[{index}] has an empty text", "input", "empty_input")
+
+
 def check_dimensions(dimensions: int | None, dimension: int) -> None:
     """Refuse a ``dimensions`` the model cannot give."""
     if dimensions is not None and dimensions > dimension:

@@ -18,6 +18,7 @@ _TYPES = {
     405: "invalid_request_error",
     413: "request_too_large",
     422: "invalid_request_error",
+    424: "invalid_request_error",
     429: "rate_limit_error",
     500: "server_error",
     503: "service_unavailable",
@@ -26,6 +27,9 @@ _TYPES = {
 _TEI_TYPES = {
     401: "Unauthorized",
     413: "Validation",
+    # TEI's answer to a route its model cannot serve (an embedding model asked to rerank):
+    # TextEmbeddingsError::Backend, 424 Failed Dependency (router/src/http/server.rs).
+    424: "Backend",
     429: "Overloaded",
     500: "Backend",
     503: "Unhealthy",
@@ -49,18 +53,19 @@ class ApiError(Exception):
         return self.message
 
 
-TEI_ROUTES = ("/embed", "/embed_all", "/tokenize")
+TEI_ROUTES = ("/embed", "/embed_all", "/tokenize", "/rerank", "/predict", "/")
 
 
 def dialect_for(path: str) -> str:
     """The error shape a client of ``path`` expects."""
-    return "tei" if path.rstrip("/") in TEI_ROUTES else "openai"
+    return "tei" if (path.rstrip("/") or "/") in TEI_ROUTES else "openai"
 
 
 def error_body(error: ApiError, dialect: str = "openai") -> bytes:
     body: dict[str, object]
     if dialect == "tei":
-        body = {"error": error.message, "error_type": _TEI_TYPES.get(error.status, "Validation")}
+        status = error.status if error.tei_status is None else error.tei_status
+        body = {"error": error.message, "error_type": _TEI_TYPES.get(status, "Validation")}
     else:
         body = {
             "error": {

@@ -45,6 +45,7 @@ COUNT_BUCKETS = (1, 2, 4, 8, 16, 32, 48, 64, 96, 128, 256, 512, 1024, 2048)
 TOKEN_BUCKETS = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536)
 RATIO_BUCKETS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 0.9, 1.0)
 STAGE = ["model", "task"]  # labels of a pipeline's metrics
+REQUEST = ["model", "route", "status"]  # a request's labels; model "" where it reached none
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,9 +111,11 @@ class Metrics:
         }
         return lambda reason, inputs: children[reason].inc(inputs)  # all exposed at 0 from now
 
-    def observe_request(self, route: str, status: int, seconds: float) -> None:
-        self.requests.labels(route, str(status)).inc()
-        self.request_duration.labels(route, str(status)).observe(seconds)
+    def observe_request(self, route: str, model: str, status: int, seconds: float) -> None:
+        """One answered request; ``model`` is the one it reached, served or refused ("" where
+        none: /health, /info, a body that could not be parsed)."""
+        self.requests.labels(model, route, str(status)).inc()
+        self.request_duration.labels(model, route, str(status)).observe(seconds)
 
     def exposition(self) -> tuple[bytes, str]:
         """The text format of every replica's samples (or this process's, without a folder)."""
@@ -154,7 +157,7 @@ def init(folder: Path | None) -> Metrics:
         Histogram(
             "embedserve_request_duration_seconds",
             "Time from request received to response ready.",
-            ["route", "status"],
+            REQUEST,
             buckets=LATENCY_BUCKETS,
             registry=into,
         ),
@@ -207,9 +210,7 @@ def init(folder: Path | None) -> Metrics:
             buckets=COUNT_BUCKETS,
             registry=into,
         ),
-        Counter(
-            "embedserve_requests_total", "Requests answered.", ["route", "status"], registry=into
-        ),
+        Counter("embedserve_requests_total", "Requests answered.", REQUEST, registry=into),
         Counter(
             "embedserve_input_tokens_total",
             "Real tokens of all inputs embedded.",

@@ -1,7 +1,9 @@
 """One served artifact: its tokenizer, backends, batcher, health probe and description.
 
 A replica holds one per model it serves (``service.engine``); requests reach it only through a
-task's pipeline (``service.tasks``), which checks them first. Blocking work runs on threads of
+task's pipeline (``service.tasks``), which checks them first. What it serves follows from the
+artifact's task: an embedder embeds, a reranker (one label) reranks and predicts, a classifier
+predicts. Blocking work runs on threads of
 its own, never on the event loop: tokenizing on the model's tokenizer thread, inference on the
 batcher's workers.
 """
@@ -12,11 +14,11 @@ import asyncio
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import numpy as np
 
@@ -31,8 +33,18 @@ from .metrics import Metrics
 from .protocol import Limit, LimitValue
 from .settings import BatchingConfig, ServiceSettings
 
+if TYPE_CHECKING:
+    from .tasks import Task
+
 T = TypeVar("T")
+X = TypeVar("X")
 Out = TypeVar("Out")
+# The pipeline tasks an artifact's task serves (TEI: a reranker answers /predict too).
+TASKS_OF: dict[str, tuple[Task, ...]] = {
+    "embedding": ("embed", "embed_tokens"),
+    "rerank": ("rerank", "predict"),
+    "classify": ("predict",),
+}
 # Texts per job on the tokenizer thread: a large request is tokenized a chunk at a time, so a
 # small request that arrives meanwhile waits for one chunk (a few ms), not the whole request.
 TOKENIZE_CHUNK = 32
@@ -54,13 +66,24 @@ class Result(Generic[Out]):
 
 
 class ServedModel:
-    def __init__(self, settings: ServiceSettings, artifact: Artifact, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        artifact: Artifact,
+        metrics: Metrics,
+        name: str | None = None,
+    ) -> None:
         config = artifact.config
         self.settings = settings
         self.artifact = artifact
-        self.name = settings.model_name or config.model_name
+        self.name = name or settings.model_name or config.model_name
         self.aliases = frozenset({self.name, config.model_name})  # what a request may call it
-        self.dimension = config.dimension
+        self.task = config.task  # embedding, rerank or classify
+        self.tasks = TASKS_OF[config.task]
+        self.labels = config.labels  # a classifier's, in id order; none for an embedder
+        # The graph output every task of this model reads, and warm-up and health probes run.
+        self.output: Output = "sentence_embedding" if self.task == "embedding" else "logits"
+        self.dimension = config.dimension  # a classifier's: its number of labels
         self.max_length = config.max_seq_length
         self.vocab_size = config.vocab_size
         self.max_inputs = settings.max_inputs
@@ -77,7 +100,7 @@ class ServedModel:
         self.backends = create_backends(settings, artifact)
         for backend in [*self.backends.streams, self.backends.whole]:
             if backend is not None:
-                warm_up(backend, self.max_length, self.probe_id)
+                warm_up(backend, self.max_length, self.probe_id, self.output)
         self.batcher = TokenBudgetBatcher(
             self.backends.streams,
             settings.batching,
@@ -132,19 +155,27 @@ class ServedModel:
         work = partial(self.require_tokenizer().tokenize, side=side, limit=limit)
         return await self._on_tokenizer_thread(work, texts)
 
+    async def tokenize_pairs(
+        self, pairs: list[tuple[str, str]], side: TruncationSide, limit: int
+    ) -> list[list[int]]:
+        """Token ids per (query, document) pair in the tokenizer's pair template, cut to at
+        most ``limit`` the way transformers cuts pairs (the longer side first)."""
+        work = partial(self.require_tokenizer().tokenize_pairs, side=side, limit=limit)
+        return await self._on_tokenizer_thread(work, pairs)
+
     async def token_details(self, texts: list[str], add_special_tokens: bool) -> list[list[Token]]:
         """Each text's tokens with their text and character offsets."""
         work = partial(self.require_tokenizer().tokens, add_special_tokens=add_special_tokens)
         return await self._on_tokenizer_thread(work, texts)
 
     async def _on_tokenizer_thread(
-        self, work: Callable[[list[str]], list[T]], texts: list[str]
+        self, work: Callable[[list[X]], list[T]], texts: Sequence[X]
     ) -> list[T]:
-        """``work(texts)`` on the tokenizer thread, ``TOKENIZE_CHUNK`` texts a job."""
+        """``work(texts)`` on the tokenizer thread, ``TOKENIZE_CHUNK`` texts (or pairs) a job."""
         loop = asyncio.get_running_loop()
         out: list[T] = []
         for start in range(0, len(texts), TOKENIZE_CHUNK):
-            chunk = texts[start : start + TOKENIZE_CHUNK]
+            chunk = list(texts[start : start + TOKENIZE_CHUNK])
             out += await loop.run_in_executor(self._tokenizer_thread, work, chunk)
         return out
 
@@ -197,7 +228,7 @@ class ServedModel:
             return not self.batcher.stuck(stall_s)
         probe = np.asarray([self.probe_id], dtype=np.int64)
         try:
-            submitted = self.batcher.submit([probe], probe=True)
+            submitted = self.batcher.submit([probe], self.output, probe=True)
             [result] = await asyncio.wait_for(submitted, timeout_s)
         except Exception:
             return False
@@ -207,11 +238,13 @@ class ServedModel:
         settings = self.settings
         return {
             "model_id": self.name,
+            "task": self.task,
+            "labels": self.labels,
             "process": os.getpid(),
             "dimension": self.dimension,
             "max_input_length": self.max_length,
             "pooling": self.artifact.config.pooling,
-            "normalized_by_default": True,
+            "normalized_by_default": self.task == "embedding",
             "prompts": self.prompts,
             "default_prompt_name": self.default_prompt_name,
             "backend": {

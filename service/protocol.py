@@ -1,6 +1,6 @@
 """Bodies of the HTTP API as pydantic models: strict requests (no silent coercion; whole-number
-floats count as integers, as in JSON Schema), the responses and both error dialects, and the
-pieces of the OpenAPI document built from them.
+floats count as integers, as in JSON Schema), the responses and both error dialects
+(``service.openapi`` documents the routes with them).
 
 The routes read requests themselves (bounded, orjson, these models) and write responses with
 orjson; the response models here only document what they write, and the fuzz tests hold the
@@ -10,8 +10,7 @@ service to them (tests/service/test_fuzz.py).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -26,13 +25,11 @@ from pydantic import (
     ValidatorFunctionWrapHandler,
     field_validator,
 )
-from pydantic.json_schema import JsonSchemaValue, models_json_schema
+from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
-if TYPE_CHECKING:
-    from fastapi import FastAPI
-
 DEADLINE_HEADER = "x-request-timeout-ms"
+MODEL_HEADER = "x-model"  # which served model a TEI route addresses (TEI has one per server)
 
 
 def deadline_seconds(raw: str) -> float | None:
@@ -137,15 +134,86 @@ class TeiEmbedRequest(BaseModel):
     inputs: Text | Texts
     normalize: StrictBool = True
     truncate: StrictBool | None = Field(None, description="default: the server's setting")
-    truncation_direction: Annotated[
-        Literal["right", "left"],
-        Documented({"enum": ["right", "left", "Right", "Left"], "description": "any case"}),
-    ] = "right"
+    truncation_direction: Direction = "right"
     prompt_name: PromptName | None = Field(
         None,
         description="a prompt of the model (GET /info lists them) put before each input; "
         "default: the model's default prompt",
     )
+
+    _lower = field_validator("truncation_direction", mode="before")(_direction)
+
+
+Direction = Annotated[
+    Literal["right", "left"],
+    Documented({"enum": ["right", "left", "Right", "Left"], "description": "any case"}),
+]
+
+
+class TeiRerankRequest(BaseModel):
+    """``POST /rerank``, as in text-embeddings-inference: ``query`` against each of ``texts``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    query: Text
+    texts: Texts
+    truncate: StrictBool | None = Field(None, description="default: the server's setting")
+    truncation_direction: Direction = "right"
+    raw_scores: StrictBool = Field(False, description="the logit, not its sigmoid")
+    return_text: StrictBool = False
+
+    _lower = field_validator("truncation_direction", mode="before")(_direction)
+
+
+class CohereDocument(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    text: Text
+
+
+class CohereRerankRequest(BaseModel):
+    """``POST /v1/rerank``, as Cohere's and Jina's rerank APIs take it."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: StrictStr | None = Field(None, description="a served model's id; others get 404")
+    query: Text
+    documents: Annotated[
+        list[Text | CohereDocument], Documented({"minItems": 1}), limited(maxItems="inputs")
+    ]
+    top_n: StrictInt | None = Field(None, ge=1, description="answer the best n; default: all")
+    return_documents: StrictBool = False
+
+    @field_validator("top_n", mode="wrap")
+    @classmethod
+    def _whole_floats_are_integers(cls, value: Any, strict: ValidatorFunctionWrapHandler) -> Any:
+        """``5.0`` is an integer to JSON Schema (as ``OpenAIEmbeddingRequest`` takes it)."""
+        try:
+            return strict(value)
+        except ValidationError:
+            return strict(_whole_numbers(value))
+
+
+# TEI's PredictInput (router/src/http/types.rs): a string; a list whose first element is a
+# string is ONE input of one or two texts; a list of lists is a batch of such inputs.
+OneOrTwo = Annotated[list[Text], Field(min_length=1, max_length=2)]
+PredictInputs = (
+    Text | OneOrTwo | Annotated[list[OneOrTwo], Field(min_length=1), limited(maxItems="inputs")]
+)
+
+
+class TeiPredictRequest(BaseModel):
+    """``POST /predict``, as in text-embeddings-inference."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    inputs: PredictInputs = Field(
+        description="a text, a pair [text, text], a one-text list [text], or a batch of "
+        "one- and two-text lists"
+    )
+    truncate: StrictBool | None = Field(None, description="default: the server's setting")
+    truncation_direction: Direction = "right"
+    raw_scores: StrictBool = Field(False, description="the logits, not their softmax/sigmoid")
 
     _lower = field_validator("truncation_direction", mode="before")(_direction)
 
@@ -162,7 +230,14 @@ class TokenizeRequest(BaseModel):
     add_special_tokens: StrictBool = True
 
 
-REQUESTS: tuple[type[BaseModel], ...] = (OpenAIEmbeddingRequest, TeiEmbedRequest, TokenizeRequest)
+REQUESTS: tuple[type[BaseModel], ...] = (
+    OpenAIEmbeddingRequest,
+    TeiEmbedRequest,
+    TokenizeRequest,
+    TeiRerankRequest,
+    CohereRerankRequest,
+    TeiPredictRequest,
+)
 
 
 class ResponseBody(BaseModel):
@@ -199,6 +274,45 @@ class TeiEmbedAllResponse(RootModel[list[list[list[float]]]]):
     """Per input, one vector per token (special tokens included, no padding)."""
 
 
+class Rank(ResponseBody):
+    index: int = Field(description="the text's position in the request")
+    score: float
+    text: str | None = Field(None, description="with return_text")
+
+
+class TeiRerankResponse(RootModel[list[Rank]]):
+    """One rank per text, best first."""
+
+
+class Prediction(ResponseBody):
+    score: float
+    label: str
+
+
+class TeiPredictResponse(RootModel[list[Prediction] | list[list[Prediction]]]):
+    """Every label with its score, best first; per input for a batch."""
+
+
+class RerankedDocument(ResponseBody):
+    text: str
+
+
+class RerankResult(ResponseBody):
+    index: int = Field(description="the document's position in the request")
+    relevance_score: float = Field(description="the sigmoid of the model's logit, in (0, 1)")
+    document: RerankedDocument | None = Field(None, description="with return_documents")
+
+
+class RerankUsage(ResponseBody):
+    total_tokens: int
+
+
+class CohereRerankResponse(ResponseBody):
+    results: list[RerankResult]
+    model: str
+    usage: RerankUsage
+
+
 class TokenInfo(ResponseBody):
     id: int
     text: str
@@ -216,7 +330,8 @@ class HealthResponse(ResponseBody):
 
 
 class InfoResponse(BaseModel):
-    """The served model, backend, batching and limits; more keys may come."""
+    """The default model, its backend, batching and limits, and under ``models`` each served
+    model's own description; more keys may come."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -226,6 +341,7 @@ class InfoResponse(BaseModel):
     backend: dict[str, Any]
     batching: dict[str, Any]
     limits: dict[str, Any]
+    models: list[dict[str, Any]]
 
 
 class ModelCard(ResponseBody):
@@ -254,127 +370,8 @@ class OpenAIError(ResponseBody):
 
 
 class TeiError(ResponseBody):
-    """The error body of the TEI-style routes (/embed, /embed_all, /tokenize)."""
+    """The error body of the TEI-style routes (/embed, /embed_all, /tokenize, /rerank,
+    /predict, /)."""
 
     error: str
     error_type: str
-
-
-def bind_limits(schema: Any, limits: Mapping[Limit, LimitValue]) -> Any:
-    """``schema`` with every ``x-limit`` marker replaced by this deployment's number."""
-    if isinstance(schema, list):
-        return [bind_limits(item, limits) for item in schema]
-    if not isinstance(schema, dict):
-        return schema
-    bound = {key: bind_limits(value, limits) for key, value in schema.items() if key != LIMIT_KEY}
-    for keyword, name in schema.get(LIMIT_KEY, {}).items():
-        bound[keyword] = limits[name]
-    return bound
-
-
-def request_components(
-    limits: Mapping[Limit, LimitValue],
-) -> tuple[dict[type[BaseModel], dict[str, str]], dict[str, Any]]:
-    """The request models as OpenAPI components: a ``$ref`` per model, and the schemas
-    (nested models' ``$defs`` included) to put under ``components/schemas``."""
-    refs, defs = models_json_schema(
-        [(model, "validation") for model in REQUESTS],
-        ref_template="#/components/schemas/{model}",
-    )
-    return (
-        {cast("type[BaseModel]", model): ref for (model, _), ref in refs.items()},
-        bind_limits(defs.get("$defs", {}), limits),
-    )
-
-
-BEARER = "bearer"
-RETRY_AFTER = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}
-# Why each status may come; Ray's router and proxy answer 429 and 503 for any route.
-ERRORS: dict[int, dict[str, Any]] = {
-    400: {"description": "malformed JSON or compressed body, an empty input, a token id outside "
-          f"the vocabulary, dimensions over the model's, a bad {DEADLINE_HEADER}, a prompt_name "
-          "the model lacks (TEI routes: 422, as TEI)"},
-    401: {"description": "missing or wrong API key (Authorization: Bearer <key>)"},
-    404: {"description": "the model named is not the one served"},
-    413: {"description": "body over max_body_bytes (decoded), too many inputs, or an input over "
-          "the model's length with truncation off"},
-    415: {"description": "a Content-Encoding other than gzip, deflate or identity"},
-    422: {"description": "a body that does not fit the request schema; on TEI routes also a "
-          "prompt_name the model lacks"},
-    429: {"description": "busy: too much work queued; retry after Retry-After",
-          "headers": RETRY_AFTER},
-    503: {"description": "no replica can answer (starting, lost, unhealthy); retry after "
-          "Retry-After", "headers": RETRY_AFTER},
-    504: {"description": "the request's deadline passed before its inputs ran"},
-}  # fmt: skip
-BODY_ERRORS = (400, 413, 415, 422)
-METRICS_RESPONSE = {
-    "description": "Prometheus text exposition format",
-    "content": {"text/plain": {"schema": {"type": "string"}}},
-}
-DEADLINE_PARAMETER = {
-    "name": DEADLINE_HEADER,
-    "in": "header",
-    "required": False,
-    "description": "answer within this many milliseconds or get 504 (the server's "
-    "request_timeout_s, 300 s by default, still bounds it)",
-    "schema": {"type": "number", "exclusiveMinimum": 0},
-}
-
-
-def route_docs(
-    dialect: str,
-    success: type[BaseModel] | dict[str, Any],
-    errors: tuple[int, ...],
-    *,
-    secured: bool,
-    body: dict[str, str] | None = None,
-    deadline: bool = False,
-) -> dict[str, Any]:
-    """``api.get/post`` arguments that document a route: FastAPI only sees ``Request``.
-
-    ``success`` is the 200 body's model, or a whole response object for one that is not JSON
-    (give such a route ``response_class=Response``: FastAPI documents a route's error models in
-    its response class's media type); ``body`` is the ``$ref`` of the request model
-    (``request_components``); errors come in the route's dialect; 401 and the bearer requirement
-    only where this deployment has API keys.
-    """
-    error = TeiError if dialect == "tei" else OpenAIError
-    ok = success if isinstance(success, dict) else {"model": success}
-    responses: dict[int | str, dict[str, Any]] = {200: ok}
-    for status in sorted(errors):
-        if secured or status != 401:
-            responses[status] = {"model": error, **ERRORS[status]}
-    extra: dict[str, Any] = {}
-    if body is not None:
-        extra["requestBody"] = {
-            "required": True,
-            "description": "JSON; may be sent gzip- or deflate-compressed (Content-Encoding)",
-            "content": {"application/json": {"schema": body}},
-        }
-    if secured:
-        extra["security"] = [{BEARER: []}]
-    if deadline:
-        extra["parameters"] = [DEADLINE_PARAMETER]
-    return {"responses": responses, "openapi_extra": extra}
-
-
-def complete_openapi(api: FastAPI, components: dict[str, Any], secured: bool) -> None:
-    """Add what the routes declare by reference to FastAPI's document, once, when first asked
-    for: the request models' schemas and, with API keys, the bearer scheme."""
-    generate = api.openapi
-
-    def openapi() -> dict[str, Any]:
-        if api.openapi_schema is not None:
-            return api.openapi_schema
-        document = generate()  # kept as api.openapi_schema: completed here once
-        schemas = document.setdefault("components", {}).setdefault("schemas", {})
-        if clash := schemas.keys() & components.keys():
-            raise RuntimeError(f"request and response schemas share names: {sorted(clash)}")
-        schemas.update(components)
-        if secured:
-            scheme = {"type": "http", "scheme": "bearer", "description": "an API key"}
-            document["components"]["securitySchemes"] = {BEARER: scheme}
-        return document
-
-    api.openapi = openapi  # type: ignore[method-assign]

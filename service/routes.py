@@ -1,7 +1,9 @@
-"""The HTTP API over a :class:`Registry`: OpenAI- and TEI-compatible routes, health, metrics.
+"""The HTTP API over a :class:`Registry`: OpenAI-, Cohere- and TEI-compatible routes, health,
+metrics.
 
-HTTP only: a handler parses the body, looks up the (model, task) pipeline, calls it and renders
-the answer in its dialect; checks, batching and stage metrics are behind the pipeline
+HTTP only: a handler parses the body, looks up the (model, task) pipeline (the body's ``model``
+on OpenAI and Cohere routes; the ``x-model`` header, else the default model, on TEI's), calls it
+and renders the answer in its dialect; checks, batching and stage metrics are behind the pipeline
 (``service.tasks``). ``endpoint`` wraps every handler once: auth, request id, deadline, errors
 in the route's dialect, the per-request metrics.
 
@@ -22,6 +24,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
+import numpy as np
 import orjson
 from fastapi import FastAPI, Request
 from pydantic import BaseModel
@@ -33,10 +36,18 @@ from .engine import Registry
 from .errors import ApiError, dialect_for, render
 from .ingress import active_ingress
 from .model import Result
-from .protocol import (
+from .openapi import (
     BODY_ERRORS,
-    DEADLINE_HEADER,
     METRICS_RESPONSE,
+    complete_openapi,
+    request_components,
+    route_docs,
+)
+from .protocol import (
+    DEADLINE_HEADER,
+    MODEL_HEADER,
+    CohereRerankRequest,
+    CohereRerankResponse,
     HealthResponse,
     InfoResponse,
     ModelList,
@@ -45,20 +56,27 @@ from .protocol import (
     TeiEmbedAllResponse,
     TeiEmbedRequest,
     TeiEmbedResponse,
+    TeiPredictRequest,
+    TeiPredictResponse,
+    TeiRerankRequest,
+    TeiRerankResponse,
     TokenizeRequest,
     TokenizeResponse,
-    complete_openapi,
     deadline_seconds,
-    request_components,
-    route_docs,
 )
-from .tasks import Task, TaskRequest, token_details
+from .tasks import Pair, Pipeline, Task, TaskRequest, token_details
 
 log = logging.getLogger(__name__)
 Answer = tuple[Any, dict[str, str]]  # the JSON body and extra headers of a 200
 Handler = Callable[[Request], Awaitable[Answer]]
 JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
-TEI_ERRORS = (*BODY_ERRORS, 401, 429, 503, 504)
+TEI_ERRORS = (*BODY_ERRORS, 401, 404, 424, 429, 503, 504)
+# The body and answer of TEI's POST / per artifact task: those of the model's own route.
+ROOT_DOCS: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {
+    "embedding": (TeiEmbedRequest, TeiEmbedResponse),
+    "rerank": (TeiRerankRequest, TeiRerankResponse),
+    "classify": (TeiPredictRequest, TeiPredictResponse),
+}
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -112,6 +130,29 @@ def openai_embeddings_body(result: Result[Any], model: str, base64_floats: bool)
     }
 
 
+def best_first(scores: np.ndarray) -> list[int]:
+    """Indices of ``(n,)`` scores, highest first; ties keep the request's order."""
+    return [int(i) for i in np.argsort(-scores, kind="stable")]
+
+
+def ranked_labels(scores: np.ndarray, labels: list[str]) -> list[dict[str, Any]]:
+    """One input's ``(L,)`` label scores as TEI's predictions, best first."""
+    return [{"score": float(scores[i]), "label": labels[i]} for i in best_first(scores)]
+
+
+def predict_input(value: str | list[str]) -> str | Pair:
+    """One of TEI's predict inputs: a text, ``[text]``, or a pair ``[text, text]``."""
+    if isinstance(value, str):
+        return value
+    return value[0] if len(value) == 1 else (value[0], value[1])
+
+
+def require(items: list[Any], name: str) -> None:
+    """TEI answers an empty list to rank with 400 before anything else (server.rs, rerank)."""
+    if not items:
+        raise ApiError(400, f"{name} must not be empty", name, "empty_input")
+
+
 class Api:
     """The handlers over one registry; ``endpoint`` turns each into a route."""
 
@@ -138,6 +179,7 @@ class Api:
 
         async def run(request: Request) -> Response:
             start = time.perf_counter()
+            request.state.model = ""  # the model that answers, once a handler looks it up
             # Ray's proxy sets x-request-id on the request and echoes it in the response; only
             # a request that arrives without one gets an id (and the header) from us.
             upstream_id = request.headers.get("x-request-id")
@@ -160,17 +202,24 @@ class Api:
                 response = render(ApiError(500, "internal error; see the server log"), dialect)
             if upstream_id is None:
                 response.headers["x-request-id"] = request_id
-            observe(route, response.status_code, time.perf_counter() - start)
+            observe(route, request.state.model, response.status_code, time.perf_counter() - start)
             return response
 
         run.__name__ = handler.__name__
         run.__doc__ = handler.__doc__  # the operation's description in /openapi.json
         return run
 
+    def lookup(self, request: Request, model: str | None, task: Task) -> Pipeline:
+        """The pipeline of ``task`` on the model called ``model`` (None: the default), noted on
+        the request for its metrics, also when it refuses a task it does not serve."""
+        served = self.registry.model(model)
+        request.state.model = served.name
+        return self.registry.lookup(served.name, task)
+
     async def openai_embeddings(self, request: Request) -> Answer:
         """Embeddings of texts or token ids, as OpenAI's API answers them (unit length)."""
         req = await parse(request, OpenAIEmbeddingRequest, self.settings.max_body_bytes)
-        pipeline = self.registry.lookup(req.model, "embed")
+        pipeline = self.lookup(request, req.model, "embed")
         task = TaskRequest(
             batch_of(req.input),
             self.settings.truncate,
@@ -186,7 +235,7 @@ class Api:
         req = await parse(request, TeiEmbedRequest, self.settings.max_body_bytes)
         texts = [req.inputs] if isinstance(req.inputs, str) else req.inputs
         truncate = self.settings.truncate if req.truncate is None else req.truncate
-        pipeline = self.registry.lookup(None, task)
+        pipeline = self.lookup(request, request.headers.get(MODEL_HEADER), task)
         result = await pipeline(
             TaskRequest(
                 texts,
@@ -207,11 +256,98 @@ class Api:
         """Every token's vector (before pooling) for each input."""
         return await self.tei_embed(request, "embed_tokens")
 
+    async def rerank(self, request: Request) -> Answer:
+        """``query`` scored against each text by a cross-encoder, best first, as
+        text-embeddings-inference answers it: the sigmoid of the logit unless ``raw_scores``."""
+        req = await parse(request, TeiRerankRequest, self.settings.max_body_bytes)
+        require(req.texts, "texts")
+        pipeline = self.lookup(request, request.headers.get(MODEL_HEADER), "rerank")
+        truncate = self.settings.truncate if req.truncate is None else req.truncate
+        result = await pipeline(
+            TaskRequest(
+                [(req.query, text) for text in req.texts],
+                truncate,
+                req.truncation_direction,
+                deadline=request.state.deadline,
+                raw_scores=req.raw_scores,
+            )
+        )
+        scores = cast("np.ndarray", result.outputs)  # (n,)
+        ranks = [
+            {
+                "index": i,
+                "score": float(scores[i]),
+                **({"text": req.texts[i]} if req.return_text else {}),
+            }
+            for i in best_first(scores)
+        ]
+        return ranks, timing_headers(result)
+
+    async def cohere_rerank(self, request: Request) -> Answer:
+        """``query`` scored against each document, best first and cut to ``top_n``, as Cohere's
+        and Jina's rerank APIs answer it (``relevance_score`` is the sigmoid of the logit)."""
+        req = await parse(request, CohereRerankRequest, self.settings.max_body_bytes)
+        require(req.documents, "documents")
+        texts = [d if isinstance(d, str) else d.text for d in req.documents]
+        pipeline = self.lookup(request, req.model, "rerank")
+        result = await pipeline(
+            TaskRequest(
+                [(req.query, text) for text in texts],
+                self.settings.truncate,
+                deadline=request.state.deadline,
+            )
+        )
+        scores = cast("np.ndarray", result.outputs)  # (n,)
+        results = [
+            {
+                "index": i,
+                "relevance_score": float(scores[i]),
+                **({"document": {"text": texts[i]}} if req.return_documents else {}),
+            }
+            for i in best_first(scores)[: req.top_n]
+        ]
+        usage = {"total_tokens": result.token_count}
+        body = {"results": results, "model": pipeline.model.name, "usage": usage}
+        return body, timing_headers(result)
+
+    async def predict(self, request: Request) -> Answer:
+        """Every label's score for a text or a pair of texts (or a batch of them), best first,
+        as text-embeddings-inference answers it: softmax over the labels (a sigmoid for one)
+        unless ``raw_scores``."""
+        req = await parse(request, TeiPredictRequest, self.settings.max_body_bytes)
+        inputs = req.inputs
+        batch = isinstance(inputs, list) and isinstance(inputs[0], list)
+        items = cast("list[str | list[str]]", inputs if batch else [inputs])
+        pipeline = self.lookup(request, request.headers.get(MODEL_HEADER), "predict")
+        truncate = self.settings.truncate if req.truncate is None else req.truncate
+        result = await pipeline(
+            TaskRequest(
+                [predict_input(item) for item in items],
+                truncate,
+                req.truncation_direction,
+                deadline=request.state.deadline,
+                raw_scores=req.raw_scores,
+            )
+        )
+        labels = pipeline.model.labels
+        predictions = [ranked_labels(row, labels) for row in result.outputs]  # (n, L) rows
+        return (predictions if batch else predictions[0]), timing_headers(result)
+
+    async def root(self, request: Request) -> Answer:
+        """The addressed model's own route, as text-embeddings-inference's ``POST /`` (what
+        Hugging Face's InferenceClient calls): /embed for an embedding model, /rerank for a
+        reranker, /predict for a classifier."""
+        model = self.registry.model(request.headers.get(MODEL_HEADER))
+        handler = {"embedding": self.embed, "rerank": self.rerank, "classify": self.predict}
+        return await handler[model.task](request)
+
     async def tokenize(self, request: Request) -> Answer:
         """Each input's tokens with their text and character offsets."""
         req = await parse(request, TokenizeRequest, self.settings.max_body_bytes)
         texts = [req.inputs] if isinstance(req.inputs, str) else req.inputs
-        details = await token_details(self.registry.model(None), texts, req.add_special_tokens)
+        model = self.registry.model(request.headers.get(MODEL_HEADER))
+        request.state.model = model.name
+        details = await token_details(model, texts, req.add_special_tokens)
         body = [
             [
                 {"id": t.id, "text": t.text, "special": t.special, "start": t.start, "stop": t.stop}
@@ -228,8 +364,11 @@ class Api:
         return {"status": "ok"}, {}
 
     async def info(self, request: Request) -> Answer:
-        """The served model, its backend, batching and limits."""
-        return {**self.registry.default.info(), "ingress": active_ingress()}, {}
+        """The default model, its backend, batching and limits; under ``models`` each served
+        model's own."""
+        registry = self.registry
+        models = [model.info() for model in registry.models]
+        return {**registry.default.info(), "models": models, "ingress": active_ingress()}, {}
 
     async def list_models(self, request: Request) -> Answer:
         """The models served here, as OpenAI's model list."""
@@ -281,8 +420,15 @@ def build_api(registry: Registry) -> FastAPI:
          (*BODY_ERRORS, 401, 404, 429, 503, 504), OpenAIEmbeddingRequest)  # fmt: skip
     post("/embed", "tei", handlers.embed, TeiEmbedResponse, TEI_ERRORS, TeiEmbedRequest)
     post("/embed_all", "tei", handlers.embed_all, TeiEmbedAllResponse, TEI_ERRORS, TeiEmbedRequest)
-    post("/tokenize", "tei", handlers.tokenize, TokenizeResponse, (*BODY_ERRORS, 401, 429, 503),
-         TokenizeRequest, deadline=False)  # fmt: skip
+    post("/tokenize", "tei", handlers.tokenize, TokenizeResponse,
+         (*BODY_ERRORS, 401, 404, 429, 503), TokenizeRequest, deadline=False)  # fmt: skip
+    post("/rerank", "tei", handlers.rerank, TeiRerankResponse, TEI_ERRORS, TeiRerankRequest)
+    post("/predict", "tei", handlers.predict, TeiPredictResponse, TEI_ERRORS, TeiPredictRequest)
+    # POST / takes what the default model's own route takes (another model's, by x-model).
+    root_body, root_answer = ROOT_DOCS[registry.default.task]
+    post("/", "tei", handlers.root, root_answer, TEI_ERRORS, root_body)
+    post("/v1/rerank", "openai", handlers.cohere_rerank, CohereRerankResponse,
+         (*BODY_ERRORS, 401, 404, 429, 503, 504), CohereRerankRequest)  # fmt: skip
     get("/health", handlers.health, HealthResponse, public=True)
     get("/info", handlers.info, InfoResponse)
     get("/v1/models", handlers.list_models, ModelList)

@@ -80,12 +80,28 @@ class AutoscalingSettings(BaseModel):
         return self
 
 
+class ModelEntry(BaseModel):
+    """One model of a service that serves several (``ServiceSettings.models``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    artifact: Path
+    name: str | None = Field(
+        None, min_length=1, description="served model id; default: the artifact's model name"
+    )
+
+
 class ServiceSettings(BaseModel):
     """Everything a replica and the launcher need. Also the args model of ``build_app``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     artifact: Path = DEFAULT_ARTIFACT
+    models: list[ModelEntry] = Field(
+        default_factory=list,
+        description="several models in one service, in place of artifact and model_name; the "
+        "first is the default of a request that names none",
+    )
     model: str | None = Field(
         None,
         description="a known model name or a checkpoint folder to serve instead of artifact: "
@@ -165,26 +181,54 @@ class ServiceSettings(BaseModel):
     )
     batching: BatchingConfig = BatchingConfig.model_validate({})
 
+    @model_validator(mode="after")
+    def _one_way_to_name_the_models(self) -> ServiceSettings:
+        if self.models:
+            given = {"model": self.model, "model_name": self.model_name}
+            single = [name for name, value in given.items() if value is not None]
+            single += ["artifact"] if "artifact" in self.model_fields_set else []
+            if single:
+                raise ValueError(
+                    "models (or --artifact given more than once) lists every served model; "
+                    f"drop {' and '.join(single)}"
+                )
+        named = [entry.name for entry in self.models if entry.name is not None]
+        if len(set(named)) < len(named):
+            raise ValueError("two models have the same name: give each its own")
+        return self
+
+    @property
+    def served_models(self) -> list[ModelEntry]:
+        """What the service serves, the default first: ``models``, else ``artifact`` alone."""
+        return self.models or [ModelEntry(artifact=self.artifact, name=self.model_name)]
+
     @property
     def intra_op_threads(self) -> int:
         return max(1, int(self.num_cpus))
 
 
 def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
-    """EMBEDSERVE_PORT=9000, EMBEDSERVE_BATCHING__MAX_BATCH_SIZE=32, EMBEDSERVE_API_KEY=a,b."""
+    """EMBEDSERVE_PORT=9000, EMBEDSERVE_BATCHING__MAX_BATCH_SIZE=32, EMBEDSERVE_API_KEY=a,b,
+    EMBEDSERVE_MODELS=/artifacts/a,/artifacts/b (as repeated --artifact: names their own)."""
     out: dict[str, Any] = {}
     for key, value in environ.items():
         if not key.startswith(ENV_PREFIX):
             continue
         name = key[len(ENV_PREFIX) :].lower()
         if name in ("api_key", "api_keys"):
-            out["api_keys"] = [k.strip() for k in value.split(",") if k.strip()]
+            out["api_keys"] = comma_list(value)
+        elif name == "models":
+            out["models"] = [{"artifact": path} for path in comma_list(value)]
         elif "__" in name:
             outer, inner = name.split("__", 1)
             out.setdefault(outer, {})[inner] = value
         else:
             out[name] = value
     return out
+
+
+def comma_list(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
 
 
 def read_api_keys(path: Path) -> list[SecretStr]:

@@ -1,9 +1,10 @@
 """What a served model can be asked for: a task, run as a pipeline of three stages.
 
-``pre`` turns a request's texts or token ids into checked token id arrays (``service.checks``:
-empty, too many, too long, outside the vocabulary, ``dimensions`` out of range); ``core`` runs
-one *named* backend output for them through the model's shared batcher; ``post`` shapes that
-output into the answer (unit length and ``dimensions``, or every token's vector as it is).
+``pre`` turns a request's texts, (query, document) pairs or token ids into checked token id
+arrays (``service.checks``: empty, too many, too long, outside the vocabulary, ``dimensions`` out
+of range); ``core`` runs one *named* backend output for them through the model's shared batcher;
+``post`` shapes that output into the answer (unit length and ``dimensions``, every token's
+vector as it is, or a classifier's logits as scores).
 A pipeline records its stages' metrics, labelled with model and task, and nothing else does.
 A new task is a new entry of ``TASKS``: its output and its ``post``.
 """
@@ -17,13 +18,14 @@ from typing import Literal, TypeGuard, cast
 
 import numpy as np
 
-from common.arrays import normalize_rows
+from common.arrays import normalize_rows, scores, sigmoid
 from models.tokenizer import Token, TruncationSide
 
 from .backends.base import Output
 from .checks import (
     check_count,
     check_dimensions,
+    check_pairs,
     check_texts,
     count_limit,
     cut,
@@ -34,26 +36,33 @@ from .errors import ApiError
 from .metrics import StageMetrics
 from .model import Result, ServedModel
 
-Task = Literal["embed", "embed_tokens"]
+Task = Literal["embed", "embed_tokens", "rerank", "predict"]
 Outputs = np.ndarray | list[np.ndarray]
+Pair = tuple[str, str]  # (query, document), or TEI's (text, text) for /predict
+Inputs = list[str] | list[list[int]] | list[Pair] | list[str | Pair]
 
 
 @dataclass(frozen=True, slots=True)
 class TaskRequest:
     """A request as a route parsed it: the inputs and what the caller asked of them."""
 
-    inputs: list[str] | list[list[int]]
+    inputs: Inputs  # texts or token ids (embed); texts or pairs (rerank, predict)
     truncate: bool
     side: TruncationSide = "right"
     normalize: bool = True
     dimensions: int | None = None  # cut pooled vectors to this many (OpenAI)
     deadline: float | None = None  # time.perf_counter() seconds; queued inputs then fail (504)
     prompt_name: str | None = None  # None: the model's default prompt, if it has one
+    raw_scores: bool = False  # rerank, predict: the logits, not their sigmoid or softmax
 
 
-def are_texts(inputs: list[str] | list[list[int]]) -> TypeGuard[list[str]]:
+def are_texts(inputs: Inputs) -> TypeGuard[list[str]]:
     """Texts rather than token ids (called after ``check_count``: never empty)."""
     return isinstance(inputs[0], str)
+
+
+def are_texts_or_pairs(inputs: Inputs) -> TypeGuard[list[str | Pair]]:
+    return all(isinstance(item, str | tuple) for item in inputs)
 
 
 def pooled(vectors: list[np.ndarray], request: TaskRequest) -> np.ndarray:
@@ -71,15 +80,32 @@ def per_token(vectors: list[np.ndarray], request: TaskRequest) -> list[np.ndarra
     return vectors
 
 
+def relevance(vectors: list[np.ndarray], request: TaskRequest) -> np.ndarray:
+    """``(n,)``: each pair's single logit, through a sigmoid unless ``raw_scores``
+    (text-embeddings-inference's /rerank, core/src/infer.rs)."""
+    logits = np.stack(vectors)[:, 0]  # (n, 1) -> (n,)
+    return logits if request.raw_scores else sigmoid(logits)
+
+
+def label_scores(vectors: list[np.ndarray], request: TaskRequest) -> np.ndarray:
+    """``(n, L)``: each input's logits as TEI's /predict scores them: a softmax over the labels,
+    a sigmoid for a single label, the logits themselves with ``raw_scores``."""
+    logits = np.stack(vectors)  # (n, L)
+    return logits if request.raw_scores else scores(logits)
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     output: Output
     post: Callable[[list[np.ndarray], TaskRequest], Outputs]
+    pairs: bool = False  # inputs are texts or (query, document) pairs; never token ids
 
 
 TASKS: dict[Task, TaskSpec] = {
     "embed": TaskSpec("sentence_embedding", pooled),
     "embed_tokens": TaskSpec("token_embeddings", per_token),
+    "rerank": TaskSpec("logits", relevance, pairs=True),
+    "predict": TaskSpec("logits", label_scores, pairs=True),
 }
 
 
@@ -113,6 +139,8 @@ class Pipeline:
         model, inputs = self.model, request.inputs
         check_dimensions(request.dimensions, model.dimension)
         check_count(len(inputs), model.max_inputs)
+        if self.spec.pairs:
+            return await self.pre_pairs(request)
         prompt = model.prompt(request.prompt_name)
         if are_texts(inputs):
             check_texts(inputs)
@@ -132,6 +160,31 @@ class Pipeline:
             reject_long(arrays, model.max_length)
             return arrays
         return cut(arrays, model.max_length, request.side)
+
+    async def pre_pairs(self, request: TaskRequest) -> list[np.ndarray]:
+        """Token ids of texts and (query, document) pairs, each in the tokenizer's template;
+        a pair over the model's length loses tokens from its longer side first (transformers'
+        ``longest_first``, what sentence-transformers' CrossEncoder does), or is refused with
+        413 when truncation is off."""
+        model, inputs = self.model, request.inputs
+        if not are_texts_or_pairs(inputs):
+            raise ApiError(
+                400, f"{self.task} takes texts, not token ids", "input", "token_ids_not_accepted"
+            )
+        check_pairs(inputs)
+        singles = {i: item for i, item in enumerate(inputs) if isinstance(item, str)}
+        pairs = {i: item for i, item in enumerate(inputs) if not isinstance(item, str)}
+        limit = count_limit(model.max_length, request.truncate)
+        side = request.side
+        ids = dict(
+            zip(singles, await model.tokenize([*singles.values()], side, limit), strict=True)
+        )
+        both = await model.tokenize_pairs([*pairs.values()], side, limit)
+        ids.update(zip(pairs, both, strict=True))
+        sequences = [ids[i] for i in range(len(inputs))]
+        if not request.truncate:
+            reject_long(sequences, model.max_length)
+        return [np.asarray(seq, dtype=np.int64) for seq in sequences]
 
     async def core(
         self, sequences: list[np.ndarray], deadline: float | None

@@ -71,6 +71,29 @@ def minilm_artifact(tmp_path_factory) -> Path:
     return out
 
 
+def _export_tiny_classifier(kind: str, num_labels: int, output: Path) -> Path:
+    """A tiny random ``<Arch>ForSequenceClassification`` checkpoint exported in this process."""
+    from export.options import ExportOptions
+    from export.pipeline import export_model
+    from tests.tiny_models import tiny_classifier_cached
+
+    folder = tiny_classifier_cached(kind, num_labels)
+    return export_model(ExportOptions(model=str(folder), output=output)).output
+
+
+@pytest.fixture(scope="session")
+def reranker_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny BERT cross-encoder (one relevance logit, label LABEL_0) exported once per session."""
+    return _export_tiny_classifier("bert", 1, tmp_path_factory.mktemp("artifacts") / "reranker")
+
+
+@pytest.fixture(scope="session")
+def classifier_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny XLM-R classifier (labels negative, neutral, positive) exported once per session."""
+    out = tmp_path_factory.mktemp("artifacts") / "classifier"
+    return _export_tiny_classifier("xlm-roberta", 3, out)
+
+
 @pytest.fixture(scope="session")
 def serve_url() -> Iterator[str]:
     import ray
@@ -100,7 +123,9 @@ def deploy(
 
     def _deploy(**overrides: Any) -> str:
         overrides.setdefault("metrics_dir", tmp_path_factory.mktemp("metrics"))
-        settings = ServiceSettings(artifact=minilm_artifact, **overrides)
+        if "models" not in overrides:
+            overrides.setdefault("artifact", minilm_artifact)
+        settings = ServiceSettings(**overrides)
         serve.run(build_app(settings), name="embedserve", route_prefix="/")
         return serve_url
 

@@ -51,8 +51,10 @@ class TokenizerKind:
     model: Literal["wordpiece", "unigram", "byte-bpe"]
     specials: dict[str, str]  # tokenizer_config.json role -> token; "pad_token" always present
     template: str  # TemplateProcessing single-sequence template
+    pair: str  # and the pair template, as the family's real tokenizer.json has it
     padding_side: Literal["right", "left"] = "right"
     lowercase: bool = False
+    token_types: bool = False  # the tokenizer returns token types (BERT's: 1 from $B on)
 
 
 _BERT_SPECIALS = {
@@ -70,14 +72,28 @@ _ROBERTA_SPECIALS = {
     "mask_token": "<mask>",
 }
 TOKENIZERS: dict[str, TokenizerKind] = {
-    "bert": TokenizerKind("wordpiece", _BERT_SPECIALS, "[CLS] $A [SEP]", lowercase=True),
-    "mpnet": TokenizerKind("wordpiece", _ROBERTA_SPECIALS, "<s> $A </s>", lowercase=True),
-    "xlm-roberta": TokenizerKind("unigram", _ROBERTA_SPECIALS, "<s> $A </s>"),
-    "modernbert": TokenizerKind("byte-bpe", _BERT_SPECIALS, "[CLS] $A [SEP]"),
+    "bert": TokenizerKind(
+        "wordpiece",
+        _BERT_SPECIALS,
+        "[CLS] $A [SEP]",
+        "[CLS] $A [SEP] $B:1 [SEP]:1",
+        lowercase=True,
+        token_types=True,
+    ),
+    "mpnet": TokenizerKind(
+        "wordpiece", _ROBERTA_SPECIALS, "<s> $A </s>", "<s> $A </s> </s> $B </s>", lowercase=True
+    ),
+    "xlm-roberta": TokenizerKind(
+        "unigram", _ROBERTA_SPECIALS, "<s> $A </s>", "<s> $A </s> </s> $B </s>"
+    ),
+    "modernbert": TokenizerKind(
+        "byte-bpe", _BERT_SPECIALS, "[CLS] $A [SEP]", "[CLS] $A [SEP] $B [SEP]"
+    ),
     "qwen3": TokenizerKind(
         "byte-bpe",
         {"pad_token": "<|endoftext|>", "eos_token": "<|endoftext|>"},
         "$A <|endoftext|>",
+        "$A <|endoftext|> $B:1 <|endoftext|>:1",
         padding_side="left",
     ),
 }
@@ -123,17 +139,17 @@ def _trained_tokenizer(kind: str) -> str:
     tok, trainer = _new_tokenizer(spec)
     tok.train_from_iterator(corpus(), trainer=trainer)
     pieces = spec.template.split()
-    second = pieces if pieces[0] == "$A" else pieces[1:]  # the pair's B part: no second [CLS]
     tok.post_processor = TemplateProcessing(
         single=spec.template,
-        pair=" ".join([*pieces, *(p.replace("$A", "$B") for p in second)]),
+        pair=spec.pair,
         special_tokens=[(p, tok.token_to_id(p)) for p in dict.fromkeys(pieces) if p != "$A"],
     )
     return tok.to_str()
 
 
-def _model_config(kind: str, tok: Tokenizer) -> Any:
-    """The ``transformers`` config of a tiny model of ``kind`` that fits tokenizer ``tok``."""
+def _model_config(kind: str, tok: Tokenizer, specials: dict[str, str] | None = None) -> Any:
+    """The ``transformers`` config of a tiny model of ``kind`` that fits tokenizer ``tok``
+    (whose special tokens are ``specials``, by default the kind's)."""
     from transformers import (
         BertConfig,
         ModernBertConfig,
@@ -142,7 +158,7 @@ def _model_config(kind: str, tok: Tokenizer) -> Any:
         XLMRobertaConfig,
     )
 
-    specials = TOKENIZERS[kind].specials
+    specials = TOKENIZERS[kind].specials if specials is None else specials
     ids = {role: tok.token_to_id(token) for role, token in specials.items()}
     size: dict[str, Any] = {
         "vocab_size": tok.get_vocab_size(),
@@ -219,24 +235,38 @@ def tiny_tokenizer(kind: str, folder: Path) -> Path:
     return folder / "tokenizer.json"
 
 
-def _write_tokenizer(kind: str, folder: Path) -> Tokenizer:
-    """tokenizer.json and the two files ``AutoTokenizer`` reads beside it."""
+def _write_tokenizer(
+    kind: str,
+    folder: Path,
+    specials: dict[str, str] | None = None,
+    max_length: int = MAX_POSITIONS,
+) -> Tokenizer:
+    """tokenizer.json and the two files ``AutoTokenizer`` reads beside it; ``specials``
+    (default: the kind's) may name tokens the trained vocabulary lacks: they are added."""
     if kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r}; use one of {KINDS}")
     spec = TOKENIZERS[kind]
+    specials = spec.specials if specials is None else specials
     tok = Tokenizer.from_str(_trained_tokenizer(kind))
+    tok.add_special_tokens([t for t in specials.values() if tok.token_to_id(t) is None])
     tok.save(str(folder / "tokenizer.json"))
     _write_json(
         folder / "tokenizer_config.json",
         {
             "tokenizer_class": "PreTrainedTokenizerFast",
-            "model_max_length": MAX_POSITIONS,
+            "model_max_length": max_length,
             "padding_side": spec.padding_side,
             "clean_up_tokenization_spaces": False,
-            **spec.specials,
+            # BERT's tokenizers return token types, which its models read.
+            "model_input_names": [
+                "input_ids",
+                *(["token_type_ids"] if spec.token_types else []),
+                "attention_mask",
+            ],
+            **specials,
         },
     )
-    _write_json(folder / "special_tokens_map.json", spec.specials)
+    _write_json(folder / "special_tokens_map.json", specials)
     return tok
 
 
@@ -291,6 +321,47 @@ def tiny_checkpoint(
         },
     )
     return folder
+
+
+# Label names of a tiny classifier by count (transformers' LABEL_i for any other count).
+LABELS = {3: ("negative", "neutral", "positive")}
+# Qwen3 pads with its end-of-text token, which its template also appends; transformers' Qwen3
+# classifier takes the last token that is not the pad id, so a classifier needs a pad of its own.
+CLASSIFIER_SPECIALS = {"qwen3": {**TOKENIZERS["qwen3"].specials, "pad_token": "<|pad|>"}}
+
+
+def tiny_classifier(kind: str, folder: Path, *, num_labels: int, seed: int = 0) -> Path:
+    """Write a tiny random ``<Arch>ForSequenceClassification`` folder of ``kind``: what a
+    cross-encoder checkpoint is (config.json with id2label, weights, tokenizer files with a pair
+    template), read alike by ``CrossEncoder``, ``AutoModelForSequenceClassification`` and us.
+
+    Inputs are cut at ``MAX_SEQ_LENGTH`` tokens (the tokenizer's ``model_max_length``), so a
+    query with a passage truncates. ModernBERT's head mean-pools (its other pooling, cls, is
+    what every BERT-like head does).
+    """
+    from transformers import AutoModelForSequenceClassification
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    specials = CLASSIFIER_SPECIALS.get(kind)
+    tok = _write_tokenizer(kind, folder, specials, max_length=MAX_SEQ_LENGTH)
+    config = _model_config(kind, tok, specials)
+    names = LABELS.get(num_labels) or tuple(f"LABEL_{i}" for i in range(num_labels))
+    config.id2label = dict(enumerate(names))
+    config.label2id = {name: i for i, name in enumerate(names)}
+    if kind == "modernbert":
+        config.classifier_pooling = "mean"
+    torch.manual_seed(seed)
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(str(folder))
+    return folder
+
+
+@functools.cache
+def tiny_classifier_cached(kind: str, num_labels: int) -> Path:
+    """:func:`tiny_classifier` written once per process for each (kind, num_labels)."""
+    return tiny_classifier(
+        kind, _cache_root() / f"{kind}-classifier-{num_labels}", num_labels=num_labels
+    )
 
 
 @functools.cache

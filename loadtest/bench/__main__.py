@@ -3,9 +3,10 @@
 Phases: the fp32 PyTorch reference vectors; offline rounds (sentence-transformers and every
 embedserve CPU backend); the load generator against a stub; embedserve served (W1-W4, then W2
 paired with its own backend offline, then quality of service under load, ``qos``); the models
-beside MiniLM (``extra_models``: all-mpnet-base-v2); with ``--studies`` only, issue 8's one-off
-optimisation studies (``studies``); finally results.json, the plots and the Markdown.
-``--only mpnet`` runs that model's section alone and merges it into the last results.
+beside MiniLM (``extra_models``: all-mpnet-base-v2); a reranker beside MiniLM and several models
+in one service (``rerank``); with ``--studies`` only, issue 8's one-off optimisation studies
+(``studies``); finally results.json, the plots and the Markdown. ``--only mpnet`` (or
+``--only rerank``) runs that section alone and merges it into the last results.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from common import texts as corpus  # noqa: E402
 from .. import plots as lt_plots  # noqa: E402
 from ..config import LoadConfig  # noqa: E402
 from ..driver import RunResult, run  # noqa: E402
+from ..stats import median_ratio  # noqa: E402
 from ..summary import now  # noqa: E402
 from ..workload import chunks  # noqa: E402
 from . import (  # noqa: E402
@@ -42,6 +44,8 @@ from . import (  # noqa: E402
     qos,
     report,
     report_extra,
+    report_rerank,
+    rerank,
     served,
     studies,
 )
@@ -59,6 +63,7 @@ from .results import (  # noqa: E402
     Accuracy,
     BenchResults,
     BenchSettings,
+    ExtraModelResult,
     LongPassageFlops,
     PeakResult,
     QosResults,
@@ -70,7 +75,6 @@ from .results import (  # noqa: E402
 log = logging.getLogger("loadtest.bench")
 DEFAULT_ARTIFACT = Path("artifacts/all-MiniLM-L6-v2")
 SLO_P99_MS = 100.0
-SINGLE_STRIDE = 6  # single-sentence rows cost one call per text: one sentence in six
 PAIRS = 4
 QUICK_SCALE = 0.25  # --quick: every run this fraction of its length
 
@@ -100,10 +104,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--only",
-        choices=sorted(extra_models.EXTRA_MODELS),
-        help="run only this model's section beside MiniLM (about 3 min); it replaces that "
-        "section in the results.json beside --doc and re-renders --doc from them, or prints "
-        "the section alone when there are no results yet",
+        choices=sorted([*extra_models.EXTRA_MODELS, rerank.KEY]),
+        help="run only this section (a model beside MiniLM, or the reranker and several models; "
+        "about 3 min each); it replaces that section in the results.json beside --doc and "
+        "re-renders --doc from them, or prints the section alone when there are no results yet",
     )
     return p.parse_args(argv)
 
@@ -127,7 +131,8 @@ def texts(quick: bool, artifact: Path) -> Texts:
     from models import load_pretrained
 
     sentences, passages = corpus.sentences(), corpus.passages()
-    singles = sentences[::SINGLE_STRIDE][: 64 if quick else None]
+    singles_file = served.singles_file(work_dir(), 64 if quick else None)
+    singles = singles_file.read_text(encoding="utf-8").splitlines()
     short, long = served.CLOSED_LOOPS["w2"].inputs, served.CLOSED_LOOPS["w3"].inputs
     batches = {
         "single": chunks(singles, 1, len(singles)),
@@ -142,8 +147,6 @@ def texts(quick: bool, artifact: Path) -> Texts:
         Shape(key="long8", label=f"{long} passages (~{np.mean(tokens):.0f} tokens)",
               inputs_per_request=long, texts=len(passages)),
     ]  # fmt: skip
-    singles_file = work_dir() / "single_sentences.txt"
-    singles_file.write_text("\n".join(singles) + "\n", encoding="utf-8")
     log.info("reference: fp32 PyTorch over %d texts", len(sentences) + len(passages))
     reference = load_pretrained("all-MiniLM-L6-v2").encode(sentences + passages, batch_size=32)
     return Texts(batches, shapes, singles_file, reference, tokens)
@@ -225,7 +228,7 @@ def paired_vs_offline(
         backend=same.name,
         served_inputs_per_s=float(np.median([s for _, s in pairs])),
         offline_inputs_per_s=float(np.median([o for o, _ in pairs])),
-        ratio=float(np.median([s / o for o, s in pairs])),
+        ratio=median_ratio(pairs),
         pairs=pairs,
         seconds_per_served_run=seconds,
         offline_streams=len(streams),
@@ -249,39 +252,60 @@ def long_passage_flops(
     return result
 
 
-def only_extra_model(args: argparse.Namespace, assets: Path) -> int:
-    """``--only KEY``: that model's section, merged into the last full run's results if any."""
+def only_section(args: argparse.Namespace, assets: Path) -> int:
+    """``--only KEY``: that section, merged into the last full run's results if any."""
     import torch
 
     served.ensure_artifact(args.artifact, "all-MiniLM-L6-v2")
     torch.set_num_threads(args.threads)
-    found, skipped = extra_models.measure_all(
-        [args.only], args.artifact, args.threads, time_scale(args), work_dir()
-    )
     saved = assets / "results.json"
-    if not saved.is_file():
+    if saved.is_file():
+        results = BenchResults.model_validate_json(saved.read_text())
+    else:
+        results = None
         log.info("no %s: the section alone follows", saved)
-        lines = report_extra.section(found, skipped, machine().cores, None)
+    if args.only == rerank.KEY:
+        found, skipped = rerank.measure_or_skip(
+            args.artifact, args.threads, time_scale(args), work_dir()
+        )
+        lines = report_rerank.section(found, skipped, machine().cores)
+        ok = found is not None
+        if results is not None:
+            results.rerank, results.rerank_skipped = found, skipped
+    else:
+        models, skipped_models = extra_models.measure_all(
+            [args.only], args.artifact, args.threads, time_scale(args), work_dir()
+        )
+        lines = report_extra.section(models, skipped_models, machine().cores, None)
+        ok = bool(models)
+        if results is not None:
+            merge_extra_models(results, models, skipped_models)
+    if results is None:
         sys.stdout.write("\n".join(lines) + "\n")
-        return 0 if found else 1
-    results = BenchResults.model_validate_json(saved.read_text())
+        return 0 if ok else 1
+    saved.write_text(results.model_dump_json(indent=2) + "\n")
+    args.doc.write_text(report.render(results), encoding="utf-8")
+    log.info("merged into %s and re-rendered %s", saved, args.doc)
+    return 0 if ok else 1
+
+
+def merge_extra_models(
+    results: BenchResults, found: list[ExtraModelResult], skipped: dict[str, str]
+) -> None:
+    """``found`` and ``skipped`` in place of those models' earlier results."""
     names = {m.model for m in found} | set(skipped)
     results.extra_models = [m for m in results.extra_models if m.model not in names] + found
     results.extra_models_skipped = {
         **{k: v for k, v in results.extra_models_skipped.items() if k not in names},
         **skipped,
     }
-    saved.write_text(results.model_dump_json(indent=2) + "\n")
-    args.doc.write_text(report.render(results), encoding="utf-8")
-    log.info("merged into %s and re-rendered %s", saved, args.doc)
-    return 0 if found else 1
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     args = parse_args(argv)
     if args.only:
-        return only_extra_model(args, args.doc.parent / args.doc.stem)
+        return only_section(args, args.doc.parent / args.doc.stem)
     started, t0 = now(), time.perf_counter()
     assets = args.doc.parent / args.doc.stem  # docs/benchmarks/
     served.ensure_artifact(args.artifact, "all-MiniLM-L6-v2")
@@ -329,6 +353,11 @@ def main(argv: list[str] | None = None) -> int:
         list(extra_models.EXTRA_MODELS), args.artifact, args.threads, time_scale(args), work_dir()
     )
 
+    log.info("a reranker beside MiniLM, and several models in one service")
+    reranked, rerank_skipped = rerank.measure_or_skip(
+        args.artifact, args.threads, time_scale(args), work_dir()
+    )
+
     found = None
     if args.studies:
         log.info("studies (issue 8): server variants back to back, then offline")
@@ -361,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
             threads=args.threads,
             quick=args.quick,
             slo_p99_ms=SLO_P99_MS,
-            single_stride=SINGLE_STRIDE,
+            single_stride=served.SINGLE_STRIDE,
             clients={name: loop.clients for name, loop in served.CLOSED_LOOPS.items()},
             durations={k: f"{r.summary.config['duration_s']:g} s" for k, r in s.runs.items()},
             reproduce_w2=served.command(s.configs["w2"]),
@@ -382,6 +411,8 @@ def main(argv: list[str] | None = None) -> int:
         qos=s.qos,
         extra_models=extra,
         extra_models_skipped=extra_skipped,
+        rerank=reranked,
+        rerank_skipped=rerank_skipped,
     )
     assets.mkdir(parents=True, exist_ok=True)
     (assets / "results.json").write_text(results.model_dump_json(indent=2) + "\n")

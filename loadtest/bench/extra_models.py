@@ -29,6 +29,7 @@ import numpy as np
 from common import texts as corpus
 from common.arrays import cosine_rows
 
+from ..stats import median_ratio
 from ..workload import chunks
 from . import flops, offline, served
 from .collect import served_system
@@ -131,7 +132,7 @@ def measure_model(
         )
     for name, acc in accuracy.items():
         log.info("%s: %s min cosine %.6f", model.name, name, acc.min_cosine)
-    ratio = float(np.median([s / o for o, s in pairs]))
+    ratio = median_ratio(pairs)
     log.info("%s: served / %s offline = %.2f", model.name, ST_SYSTEM, ratio)
     n_sentences = len(corpus.sentences()[::PARITY_STRIDE])
     return ExtraModelResult(

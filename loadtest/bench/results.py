@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 from pydantic import BaseModel
 
 from ..server import ServerSplit
-from ..stats import LatencyStats
+from ..stats import LatencyStats, median_ratio
 from ..summary import SweepResult
 from .cpu import CpuBreakdown
 
@@ -309,6 +310,65 @@ class ExtraModelResult(BaseModel):
     seconds: float  # wall time of the section, export excluded
 
 
+class ServedRun(BaseModel):
+    """One closed-loop run, as the several-models comparison keeps it."""
+
+    inputs_per_s: float
+    latency_ms: LatencyStats
+    errors: int
+
+
+class SeveralModels(BaseModel):
+    """The default model's W1 on a single-model service and on a service of ``models`` (the
+    default first), both up at once, run back to back ``pairs`` times in alternating order."""
+
+    models: list[str]
+    clients: int
+    seconds_per_run: float
+    pairs: list[tuple[ServedRun, ServedRun]]  # (single-model service, several-model service)
+
+
+class PairedThroughput(BaseModel):
+    """Served against offline on the same work, measured back to back in ``pairs``
+    (``served.paired_closed_loop``); the summary numbers are medians over the pairs."""
+
+    clients: int
+    seconds_per_served_run: float
+    pairs: list[tuple[float, float]]  # (offline, served) per second
+
+    @property
+    def offline_per_s(self) -> float:
+        return float(np.median([o for o, _ in self.pairs]))
+
+    @property
+    def served_per_s(self) -> float:
+        return float(np.median([s for _, s in self.pairs]))
+
+    @property
+    def ratio(self) -> float:
+        """Served over offline: the median pair's."""
+        return median_ratio(self.pairs)
+
+
+class RerankResult(BaseModel):
+    """``loadtest.bench.rerank``: a cross-encoder served beside all-MiniLM-L6-v2, against
+    sentence-transformers' ``CrossEncoder`` fp32 offline on the same pairs, in the same run."""
+
+    model: str  # the reranker as the service names it
+    checkpoint: str  # how it was made (``loadtest.bench.reranker``)
+    threads: int
+    served_system: str  # "embedserve <backend> <precision> served", from /info's models
+    score_pairs: int  # (query, document) pairs whose scores were compared
+    max_abs_score: dict[str, float]  # system -> max |score - CrossEncoder's| (sigmoid scores)
+    bf16_max_abs_score: float | None  # the export's own measurement, from the manifest
+    documents_per_request: int  # the served closed loop: one query and this many documents
+    throughput: PairedThroughput  # (CrossEncoder offline, served) pairs/s
+    several: SeveralModels
+    seconds: float  # wall time of the section, export excluded
+    # load average (1/5/15 min) at the section's start and end; None in the first results
+    load_avg: tuple[tuple[float, float, float], tuple[float, float, float]] | None = None
+
+
 class BenchSettings(BaseModel):
     """How this run was set up: what the report's method notes quote."""
 
@@ -344,3 +404,5 @@ class BenchResults(BaseModel):
     qos: QosResults | None = None  # quality of service under load; absent in older results
     extra_models: list[ExtraModelResult] = []  # models measured beside MiniLM (issue 16)
     extra_models_skipped: dict[str, str] = {}  # model -> why it was not measured
+    rerank: RerankResult | None = None  # a reranker beside MiniLM, several models (issue 17)
+    rerank_skipped: str | None = None  # why the rerank section was not measured

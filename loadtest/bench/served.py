@@ -19,16 +19,19 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import aiohttp
 import numpy as np
 
+from common import texts as corpus
 from service.ingress import free_port
 
-from ..config import LoadConfig, Workload
+from ..config import Api, LoadConfig, Workload
 from ..driver import RunResult, run
 from ..server import fetch_info
 from .cpu import CpuBreakdown, breakdown, descendants, snapshot
@@ -36,18 +39,21 @@ from .cpu import CpuBreakdown, breakdown, descendants, snapshot
 log = logging.getLogger(__name__)
 READY_LINE = "embedserve is serving"
 STUB_DIM = 384  # the stub answers vectors of all-MiniLM-L6-v2's size: the client parses as much
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class ClosedLoop:
     """A served workload: ``clients`` back to back, each request ``inputs`` texts of ``shape``
-    (``file``: the single-sentence texts file, one per request)."""
+    (``file``: the single-sentence texts file, one per request; ``pairs``: a query and
+    ``inputs`` documents, ``api="rerank"``)."""
 
     workload: Workload
     shape: str  # Shape.key: the offline rows it is set against
     inputs: int
     clients: int
     seconds: float
+    api: Api = "openai"
 
     def label(self, name: str) -> str:
         what = {"file": "single sentence", "batch": "sentences", "long": "passages"}
@@ -62,6 +68,17 @@ CLOSED_LOOPS = {
     "w2": ClosedLoop(workload="batch", shape="short32", inputs=32, clients=4, seconds=30),
     "w3": ClosedLoop(workload="long", shape="long8", inputs=8, clients=2, seconds=30),
 }
+
+
+SINGLE_STRIDE = 6  # W1's texts: one sentence in six (single-sentence rows cost a call per text)
+
+
+def singles_file(folder: Path, limit: int | None = None) -> Path:
+    """W1's texts (one sentence in ``SINGLE_STRIDE``, the first ``limit``), one per line."""
+    path = folder / "single_sentences.txt"
+    singles = corpus.sentences()[::SINGLE_STRIDE][:limit]
+    path.write_text("\n".join(singles) + "\n", encoding="utf-8")
+    return path
 
 
 @dataclass(frozen=True)
@@ -82,7 +99,7 @@ def ensure_artifact(artifact: Path, model: str) -> None:
 
 @contextmanager
 def embedserve(
-    artifact: Path,
+    artifact: Path | Sequence[Path],
     cpus: int,
     log_file: Path,
     flags: Sequence[str] = (),
@@ -90,7 +107,9 @@ def embedserve(
     settings_env: Mapping[str, str] | None = None,
 ) -> Iterator[Server]:
     """A running ``python -m service`` (defaults, or with ``flags``, and ``EMBEDSERVE_*``
-    settings in ``settings_env``) on a free 127.0.0.1 port; its URL. Stopped on exit."""
+    settings in ``settings_env``) on a free 127.0.0.1 port; its URL. Stopped on exit.
+    Several artifacts: one service serving each model, the first the default."""
+    artifacts = [artifact] if isinstance(artifact, Path) else list(artifact)
     port = free_port()
     metrics_dir = tempfile.mkdtemp(prefix="embedserve-bench-metrics-")
     env = {**os.environ, **(settings_env or {}), "EMBEDSERVE_METRICS_DIR": metrics_dir}
@@ -98,8 +117,7 @@ def embedserve(
         sys.executable,
         "-m",
         "service",
-        "--artifact",
-        str(artifact),
+        *[arg for a in artifacts for arg in ("--artifact", str(a))],
         "--host",
         "127.0.0.1",
         "--port",
@@ -132,6 +150,18 @@ def embedserve(
                 proc.wait()
             if proc.stdout is not None:  # else a ResourceWarning (an error under pytest)
                 proc.stdout.close()
+
+
+@contextmanager
+def embedserves(
+    starts: Sequence[Callable[[], AbstractContextManager[Server]]],
+) -> Iterator[list[Server]]:
+    """Several servers (each an :func:`embedserve` call) started at once, since a start-up is
+    mostly waiting on Ray; all stopped on exit, as are those started when another fails."""
+    with ExitStack() as stack:
+        with ThreadPoolExecutor(len(starts)) as pool:
+            futures = [pool.submit(stack.enter_context, start()) for start in starts]
+        yield [f.result() for f in futures]
 
 
 @contextmanager
@@ -250,39 +280,57 @@ def run_all(
     return results, cpu
 
 
-def paired_closed_loop(
-    url: str,
-    loop: ClosedLoop,
-    offline_pass: Callable[[], float],
-    pairs: int,
-    seconds: float,
-) -> list[tuple[float, float]]:
-    """(offline, served) inputs/s, measured back to back ``pairs`` times, order alternating;
-    served is ``loop`` (its workload, inputs and clients) run for ``seconds``.
+def alternate(first: Callable[[], T], second: Callable[[], T], pairs: int) -> list[tuple[T, T]]:
+    """(first, second) measured back to back ``pairs`` times, which goes first alternating.
 
     On a shared machine the load of others drifts by the minute; a ratio of two measurements
-    taken seconds apart is far steadier than one of measurements taken minutes apart.
+    taken seconds apart is far steadier than one of measurements taken minutes apart, and
+    alternating the order keeps a steady drift from favouring either side.
     """
-    config = LoadConfig(
+    out = []
+    for i in range(pairs):
+        if i % 2 == 0:
+            a = first()
+            b = second()
+        else:
+            b = second()
+            a = first()
+        out.append((a, b))
+    return out
+
+
+def loop_config(
+    url: str, loop: ClosedLoop, seconds: float, texts: Path | None = None, model: str | None = None
+) -> LoadConfig:
+    """``loop`` (its workload, inputs, clients and API) for ``seconds`` after a 1 s warm-up,
+    quietly; ``texts`` for a ``file`` workload, ``model`` for a service of several."""
+    return LoadConfig(
         url=url,
+        api=loop.api,
+        model=model,
         workload=loop.workload,
-        batch_size=loop.inputs,
+        texts=texts,
+        batch_size=None if loop.workload == "file" else loop.inputs,
         concurrency=loop.clients,
         duration_s=seconds,
         warmup_s=1,
         progress=False,
         write_samples=False,
     )
-    out = []
-    for i in range(pairs):
-        if i % 2 == 0:
-            offline = offline_pass()
-            served = run(config).summary.inputs_per_s
-        else:
-            served = run(config).summary.inputs_per_s
-            offline = offline_pass()
-        out.append((offline, served))
-    return out
+
+
+def paired_closed_loop(
+    url: str,
+    loop: ClosedLoop,
+    offline_pass: Callable[[], float],
+    pairs: int,
+    seconds: float,
+    model: str | None = None,
+) -> list[tuple[float, float]]:
+    """(offline, served) inputs/s, measured back to back ``pairs`` times (:func:`alternate`);
+    served is ``loop`` run for ``seconds`` (against ``model`` where the service has several)."""
+    config = loop_config(url, loop, seconds, model=model)
+    return alternate(offline_pass, lambda: run(config).summary.inputs_per_s, pairs)
 
 
 def client_overhead(scale: float) -> dict[str, RunResult]:

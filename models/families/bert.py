@@ -6,9 +6,12 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..checkpoint import CheckpointError
+from tokenizers import Tokenizer
+
+from ..checkpoint import TOKENIZER_FILE, CheckpointError
 from ..config import EncoderConfig
 from .family import Family, SentenceSettings, sizes
+from .head import Head
 
 NAMES = (
     (r"embeddings\.word_embeddings\.", "embeddings.token."),
@@ -52,4 +55,39 @@ def read_config(
     return EncoderConfig(**(fields | family))
 
 
-FAMILY = Family("bert", read_config, NAMES, IGNORED, prefix="bert.")
+# BertForSequenceClassification: the pooler (dense, tanh) is the head's first half.
+HEAD_NAMES = (
+    (r"bert\.pooler\.dense\.", "head.dense."),
+    (r"classifier\.", "head.out."),
+)
+SEPARATOR = "[SEP]"
+
+
+def separator_id(cfg: dict[str, Any], folder: Path) -> int:
+    """The id that ends the query of a ``[CLS] q [SEP] d [SEP]`` pair: ``config.json``'s
+    ``sep_token_id`` when it has one (transformers 5's BertConfig writes none), else the id of
+    ``[SEP]`` in the folder's tokenizer.json (what BERT's pair template puts there)."""
+    if cfg.get("sep_token_id") is not None:
+        return int(cfg["sep_token_id"])
+    path = folder / TOKENIZER_FILE
+    sep = Tokenizer.from_file(str(path)).token_to_id(SEPARATOR) if path.is_file() else None
+    if sep is None:
+        raise CheckpointError(
+            f"{folder}: a BERT cross-encoder needs its separator id (token type 1 starts after "
+            f"it): config.json has no sep_token_id and {path} has no {SEPARATOR} token"
+        )
+    return sep
+
+
+def read_head(cfg: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """The first token through the pooler, then the classifier; the document is segment 1."""
+    two_segments = cfg.get("type_vocab_size", 2) >= 2
+    return {
+        "pooling": "cls",
+        "segment_separator": separator_id(cfg, folder) if two_segments else None,
+    }
+
+
+FAMILY = Family(
+    "bert", read_config, NAMES, IGNORED, prefix="bert.", head=Head(HEAD_NAMES, read_head)
+)

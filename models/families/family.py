@@ -13,6 +13,7 @@ from torch import Tensor
 from ..checkpoint import CheckpointError
 from ..config import Activation, EncoderConfig, Pooling
 from ..feedforward import ACTIVATIONS
+from .head import Head
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,15 @@ def activation(cfg: dict[str, Any], key: str, default: Activation, folder: Path)
     return cast(Activation, act)  # one of ACTIVATIONS' keys, checked just above
 
 
+def _renamed(rules: tuple[tuple[str, str], ...], name: str) -> str | None:
+    """``name`` by the first rule whose pattern it starts with; None when none fits."""
+    for pattern, ours in rules:
+        new, n = re.subn("^" + pattern, ours, name)
+        if n:
+            return new
+    return None
+
+
 @dataclass(frozen=True)
 class Family:
     """One ``model_type``: how its ``config.json`` and tensor names become ours.
@@ -100,7 +110,9 @@ class Family:
     A tensor that fits no rule and is not ``ignored`` keeps its name, so loading fails on it
     by name (:func:`models.checkpoint.load_state`) rather than being dropped in silence.
     ``convert`` runs on the renamed tensors: ModernBERT's fused ``Wqkv`` and ``Wi`` are split
-    into our separate projections there.
+    into our separate projections there. ``head`` (None: the family has no classifier we
+    read) renames a cross-encoder's head tensors, matched on their whole names before anything
+    else, so the ``ignored`` rule of an embedder (which drops poolers and heads) never sees them.
     """
 
     model_type: str
@@ -109,17 +121,18 @@ class Family:
     ignored: re.Pattern[str]  # tensors sentence embedding does not use (heads, buffers)
     prefix: str = ""  # stripped first: the "bert." of a BertFor... checkpoint
     convert: Convert = unchanged
+    head: Head | None = None
 
-    def rename(self, tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+    def rename(self, tensors: dict[str, Tensor], classifier: bool = False) -> dict[str, Tensor]:
+        """Our names for a checkpoint's tensors; ``classifier``: its head's too."""
+        head_names = self.head.names if classifier and self.head is not None else ()
         out = {}
         for name, tensor in tensors.items():
+            if (ours := _renamed(head_names, name)) is not None:
+                out[ours] = tensor
+                continue
             name = name.removeprefix(self.prefix)
             if self.ignored.match(name):
                 continue
-            for pattern, ours in self.names:
-                new, n = re.subn("^" + pattern, ours, name)
-                if n:
-                    name = new
-                    break
-            out[name] = tensor
+            out[_renamed(self.names, name) or name] = tensor
         return self.convert(out)

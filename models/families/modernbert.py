@@ -16,8 +16,9 @@ from typing import Any
 from torch import Tensor
 
 from ..checkpoint import CheckpointError
-from ..config import EncoderConfig
+from ..config import EncoderConfig, HeadActivation
 from .family import PRE_NORM_ROTARY_GLU, Family, SentenceSettings, activation, rope_theta, sizes
+from .head import Head
 
 NAMES = (
     (r"embeddings\.tok_embeddings\.", "embeddings.token."),
@@ -99,4 +100,40 @@ def read_config(cfg: dict[str, Any], folder: Path, settings: SentenceSettings) -
     )
 
 
-FAMILY = Family("modernbert", read_config, NAMES, IGNORED, prefix="model.", convert=split_fused)
+# ModernBertForSequenceClassification: head.dense -> act -> head.norm, then classifier.
+HEAD_NAMES = (
+    (r"head\.dense\.", "head.dense."),
+    (r"head\.norm\.", "head.norm."),
+    (r"classifier\.", "head.out."),
+)
+HEAD_POOLING = ("cls", "mean")
+HEAD_ACTIVATIONS: tuple[HeadActivation, ...] = ("gelu", "relu", "silu", "tanh")
+
+
+def read_head(cfg: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """``classifier_pooling``, ``classifier_activation`` and ``classifier_bias`` (the dense
+    layer's bias; the output layer always has one); the norm uses the trunk's eps and bias."""
+    pooling = cfg.get("classifier_pooling", "cls")
+    act = cfg.get("classifier_activation", "gelu")
+    if pooling not in HEAD_POOLING or act not in HEAD_ACTIVATIONS:
+        raise CheckpointError(
+            f"{folder}: classifier_pooling {pooling!r} / classifier_activation {act!r} is not "
+            f"supported; pooling one of {HEAD_POOLING}, activation one of {HEAD_ACTIVATIONS}"
+        )
+    return {
+        "pooling": pooling,
+        "head_activation": act,
+        "head_norm": True,
+        "head_dense_bias": cfg.get("classifier_bias", False),
+    }
+
+
+FAMILY = Family(
+    "modernbert",
+    read_config,
+    NAMES,
+    IGNORED,
+    prefix="model.",
+    convert=split_fused,
+    head=Head(HEAD_NAMES, read_head),
+)

@@ -15,6 +15,7 @@ from ..checkpoint import CheckpointError
 from ..config import EncoderConfig
 from . import bert
 from .family import Family, SentenceSettings
+from .head import DENSE_OUT_PROJ, Head, first_token_head
 
 PADDING_IDX = 1  # MPNetEmbeddings.padding_idx: fixed, whatever config.json's pad_token_id says
 # MPNetEncoder.compute_position_bias buckets with its default of 32 whatever the table's size.
@@ -57,4 +58,11 @@ def read_config(cfg: dict[str, Any], folder: Path, settings: SentenceSettings) -
     )
 
 
-FAMILY = Family("mpnet", read_config, NAMES, IGNORED, prefix="mpnet.")
+FAMILY = Family(
+    "mpnet",
+    read_config,
+    NAMES,
+    IGNORED,
+    prefix="mpnet.",
+    head=Head(DENSE_OUT_PROJ, first_token_head),  # MPNetClassificationHead
+)

@@ -14,9 +14,12 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..checkpoint import CheckpointError
+from tokenizers import Tokenizer
+
+from ..checkpoint import TOKENIZER_FILE, CheckpointError
 from ..config import EncoderConfig
 from .family import PRE_NORM_ROTARY_GLU, Family, SentenceSettings, activation, rope_theta, sizes
+from .head import Head
 
 NAMES = (
     (r"embed_tokens\.", "embeddings.token."),
@@ -65,4 +68,29 @@ def read_config(cfg: dict[str, Any], folder: Path, settings: SentenceSettings) -
     )
 
 
-FAMILY = Family("qwen3", read_config, NAMES, IGNORED, prefix="model.")
+def read_head(cfg: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """Qwen3ForSequenceClassification: ``score`` (no bias) on the last real token.
+
+    transformers scores the rightmost token that is not the pad id; that is the last real
+    token only when the pad id is no token an input holds. A tokenizer whose template appends
+    the pad token (Qwen's ``<|endoftext|>`` as both) would have it score the token before, so
+    such a folder is refused rather than served with other scores.
+    """
+    pad, path = cfg.get("pad_token_id"), folder / TOKENIZER_FILE
+    if pad is not None and path.is_file() and pad in Tokenizer.from_file(str(path)).encode("x").ids:
+        raise CheckpointError(
+            f"{folder}: pad_token_id {pad} is a token the tokenizer adds to every input, so "
+            f"transformers' Qwen3 classifier does not score the last token; give the model a "
+            f"pad token of its own"
+        )
+    return {"pooling": "last", "head_dense": False, "head_bias": False}
+
+
+FAMILY = Family(
+    "qwen3",
+    read_config,
+    NAMES,
+    IGNORED,
+    prefix="model.",
+    head=Head(((r"score\.", "head.out."),), read_head),
+)

@@ -15,6 +15,7 @@ from typing import Any
 from ..config import EncoderConfig
 from . import bert
 from .family import Family, SentenceSettings
+from .head import DENSE_OUT_PROJ, Head, first_token_head
 
 # Also the tokens-per-position buffer some exports saved; the pooler and LM head are unused.
 IGNORED = re.compile(r"^(embeddings\.(position_ids|token_type_ids)|pooler\..*|lm_head\..*)$")
@@ -31,5 +32,6 @@ def read_config(cfg: dict[str, Any], folder: Path, settings: SentenceSettings) -
     )
 
 
-XLM_ROBERTA = Family("xlm-roberta", read_config, bert.NAMES, IGNORED, prefix="roberta.")
-ROBERTA = Family("roberta", read_config, bert.NAMES, IGNORED, prefix="roberta.")
+HEAD = Head(DENSE_OUT_PROJ, first_token_head)  # RobertaClassificationHead
+XLM_ROBERTA = Family("xlm-roberta", read_config, bert.NAMES, IGNORED, prefix="roberta.", head=HEAD)
+ROBERTA = Family("roberta", read_config, bert.NAMES, IGNORED, prefix="roberta.", head=HEAD)

@@ -4,6 +4,9 @@
 on the hardware it runs on (each such path is checked by the test suite): CUDA when asked for
 and present, else OpenVINO (bf16 where the CPU has native bf16 and the export measured the
 model's bf16 vectors at or above that floor; fp32 otherwise), else ONNX Runtime fp32.
+A classifier (reranker) is served in fp32 unless bf16 is asked for: its answer is a score whose
+order a client acts on, and no floor like the embedders' cosine is set for scores; the export's
+measured bf16 difference is in the reason, for whoever weighs ``--precision bf16``.
 """
 
 from __future__ import annotations
@@ -67,7 +70,17 @@ def choose(settings: ServiceSettings, artifact: Artifact) -> Choice:
 
 
 def _auto_cpu_precision(artifact: Artifact, native_bf16: bool) -> tuple[str, str]:
-    """bf16 where the CPU runs it natively, unless the export measured it below the floor."""
+    """bf16 where the CPU runs it natively, unless the export measured it below the floor;
+    always fp32 for a classifier (the module's docstring says why)."""
+    config = artifact.config
+    if config.task != "embedding":
+        measured = config.bf16_max_abs_score
+        found = (
+            "its bf16 accuracy was not measured at export"
+            if measured is None
+            else f"bf16 measured at export at max abs score difference {measured:.2g} to fp32"
+        )
+        return "fp32", f"a {config.task} model is served in fp32 ({found}; --precision bf16 asks)"
     if not native_bf16:
         return "fp32", "no native bf16 here"
     measured = artifact.config.bf16_min_cosine

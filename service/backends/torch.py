@@ -7,11 +7,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models import load_pretrained
+from models import load_encoder
 
 from .base import NamedOutputs, Output
 
-# Where each named output is in the encoder's (token_embeddings, sentence_embedding) tuple.
+# Where each named output is in an embedder's (token_embeddings, sentence_embedding) tuple; a
+# classifier returns its logits alone.
 OUTPUT_INDEX: dict[Output, int] = {"token_embeddings": 0, "sentence_embedding": 1}
 
 
@@ -24,13 +25,14 @@ class TorchBackend(NamedOutputs):
         self.device = torch.device(
             device if device != "cuda" or torch.cuda.is_available() else "cpu"
         )
-        self.encoder = load_pretrained(model_source).encoder.to(self.device)
+        # A SentenceEncoder, or a SequenceClassifier for a classifier's checkpoint.
+        self.encoder = load_encoder(model_source).encoder.to(self.device)
         self.threads = threads
 
     @torch.inference_mode()
     def _forward(
         self, input_ids: np.ndarray, attention_mask: np.ndarray
-    ) -> tuple[torch.Tensor, ...]:
+    ) -> torch.Tensor | tuple[torch.Tensor, ...]:
         ids = torch.from_numpy(input_ids).to(self.device)
         mask = torch.from_numpy(attention_mask).to(self.device)
         return self.encoder(ids, mask)
@@ -38,7 +40,9 @@ class TorchBackend(NamedOutputs):
     def run_output(
         self, output: Output, input_ids: np.ndarray, attention_mask: np.ndarray
     ) -> np.ndarray:
-        return self._forward(input_ids, attention_mask)[OUTPUT_INDEX[output]].float().cpu().numpy()
+        out = self._forward(input_ids, attention_mask)
+        tensor = out if isinstance(out, torch.Tensor) else out[OUTPUT_INDEX[output]]
+        return tensor.float().cpu().numpy()
 
     def describe(self) -> dict[str, object]:
         return {

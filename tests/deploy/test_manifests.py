@@ -328,3 +328,14 @@ def test_dashboard_queries_only_metrics_that_exist() -> None:
     theirs = {n for n in used if n.startswith("ray_serve_")}
     base = {re.sub(r"_(total|bucket|sum|count)$", "", n).removeprefix("ray_") for n in theirs}
     assert theirs and base <= ray_names, base - ray_names
+
+
+def test_every_service_query_follows_the_model_picked() -> None:
+    """A service that serves several models: each panel shows the models picked (all by
+    default), and the request rate and latency one series per model."""
+    [model] = [v for v in dashboard()["templating"]["list"] if v["name"] == "model"]
+    assert model["includeAll"] and model["allValue"] == ".*"  # ".*" takes model="" too
+    selectors = [s for e in expressions() for s in re.findall(r"embedserve_\w+(?:\{[^}]*\})?", e)]
+    assert selectors and all('model=~"$model"' in s for s in selectors), selectors
+    by_model = [e for e in expressions() if "embedserve_request" in e and "route" in e]
+    assert by_model and all("model)" in e or "model, " in e for e in by_model), by_model

@@ -95,3 +95,24 @@ def test_global_layers_every_n_from_layer_0() -> None:
     config = EncoderConfig(local_window=8, global_every=3, n_layers=7)
     assert [config.is_global(i) for i in range(7)] == [1, 0, 0, 1, 0, 0, 1]
     assert all(EncoderConfig(global_every=3).is_global(i) for i in range(6))  # no window
+
+
+def test_the_task_follows_the_label_count() -> None:
+    assert [EncoderConfig(num_labels=n).task for n in (0, 1, 3)] == [
+        "embedding",
+        "rerank",
+        "classify",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"num_labels": -1}, "num_labels must be 0 .an embedder."),
+        ({"segment_separator": 3, "type_vocab_size": 1}, r"two token types \(type_vocab_size"),
+        ({"segment_separator": 40000}, "inside the vocabulary"),
+    ],
+)
+def test_head_fields_say_what_to_change(changes: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        EncoderConfig(**changes)

@@ -16,7 +16,10 @@ def test_token_type_embedding_is_optional() -> None:
     assert with_types.token_type is not None and without.token_type is None
     ids = torch.tensor([[1, 2, 3]])
     assert without(ids).shape == (1, 3, 16)
-    torch.testing.assert_close(with_types(ids), with_types(ids, torch.zeros_like(ids)))
+    # A single segment is type 0 throughout, as a pair's types are before its separator.
+    paired = Embeddings(TINY.replace(segment_separator=49)).eval()
+    paired.load_state_dict(with_types.state_dict())
+    torch.testing.assert_close(with_types(ids), paired(ids))
 
 
 def _layer(norm: str, activation: str = "gelu") -> EncoderLayer:

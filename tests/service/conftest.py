@@ -14,17 +14,23 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
+import onnxruntime as ort
 import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from starlette.types import ASGIApp
 
+from common.arrays import encode_batches
+from export.artifact import load_artifact
+from models import Tokenizer
 from service.engine import Registry
 from service.routes import build_api
-from service.settings import ServiceSettings
+from service.settings import ModelEntry, ServiceSettings
 
 
 class InProcessClient(httpx.Client):
@@ -59,6 +65,52 @@ class PortalTransport(httpx.BaseTransport):
 
 
 ClientFactory = Callable[..., InProcessClient]
+# Names of the models the ``scorers`` app serves, the reranker the default.
+RERANKER, CLASSIFIER, EMBEDDER = "reranker", "classifier", "minilm"
+
+
+Scored = list[str | tuple[str, str]]  # texts and (query, document) pairs
+
+
+def artifact_ids(artifact_path: Path, inputs: Scored) -> list[list[int]]:
+    """Token ids of texts and pairs (in the pair template) by an artifact's own tokenizer."""
+    artifact = load_artifact(artifact_path)
+    config = artifact.config
+    assert artifact.tokenizer_path is not None
+    tokenizer = Tokenizer(artifact.tokenizer_path, config.max_seq_length, config.pad_token_id)
+    return [
+        tokenizer.tokenize([item])[0]
+        if isinstance(item, str)
+        else tokenizer.tokenize_pairs([item])[0]
+        for item in inputs
+    ]
+
+
+def graph_logits(artifact_path: Path, inputs: Scored) -> np.ndarray:
+    """``(n, num_labels)`` logits of an artifact's graph through ONNX Runtime, on the ids of its
+    own tokenizer: what a served score must equal."""
+    artifact = load_artifact(artifact_path)
+    session = ort.InferenceSession(str(artifact.model_path), providers=["CPUExecutionProvider"])
+
+    def run(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
+        return session.run(["logits"], feeds)[0]  # (B, num_labels)
+
+    return encode_batches(artifact_ids(artifact_path, inputs), run, artifact.config.pad_token_id)
+
+
+@cache
+def _classifier(kind: str, num_labels: int) -> Any:
+    from models import load_classifier
+    from tests.tiny_models import tiny_classifier_cached
+
+    return load_classifier(tiny_classifier_cached(kind, num_labels))
+
+
+def reference_logits(kind: str, num_labels: int, inputs: Scored) -> np.ndarray:
+    """The same logits from our PyTorch ``SequenceClassifier`` of the checkpoint the artifact
+    was exported from (the tests' tiny ``kind`` checkpoint)."""
+    return _classifier(kind, num_labels).predict(inputs)
 
 
 def wait_healthy(proc: subprocess.Popen[str], url: str, timeout_s: float = 180) -> None:
@@ -99,6 +151,36 @@ def make_client(minilm_artifact: Path) -> Iterator[ClientFactory]:
             return stack.enter_context(in_process(settings))
 
         yield make
+
+
+@pytest.fixture(scope="module")
+def serve_models() -> Iterator[ClientFactory]:
+    """``serve_models(ModelEntry(...), ..., **settings)``: an in-process app serving these
+    models (the first the default); closed with the module."""
+    with ExitStack() as stack:
+
+        def make(*models: ModelEntry, **overrides: Any) -> InProcessClient:
+            settings = ServiceSettings(models=list(models), **overrides)
+            return stack.enter_context(in_process(settings))
+
+        yield make
+
+
+@pytest.fixture(scope="session")
+def scorers(
+    reranker_artifact: Path, classifier_artifact: Path, minilm_artifact: Path
+) -> Iterator[InProcessClient]:
+    """One app serving a tiny reranker (the default), a tiny 3-label classifier and MiniLM,
+    on ONNX Runtime fp32 (the backend whose scores must equal the graph's), for every module
+    that tests rerank, predict and the root route."""
+    models = [
+        ModelEntry(artifact=reranker_artifact, name=RERANKER),
+        ModelEntry(artifact=classifier_artifact, name=CLASSIFIER),
+        ModelEntry(artifact=minilm_artifact, name=EMBEDDER),
+    ]
+    settings = ServiceSettings(models=models, backend="onnxruntime", num_cpus=1)
+    with in_process(settings) as c:
+        yield c
 
 
 @pytest.fixture(scope="module")

@@ -146,6 +146,8 @@ def test_info_models_health(client: httpx.Client) -> None:
     assert info["backend"]["name"] in ("onnxruntime", "openvino")
     assert info["backend"]["reason"].startswith("auto:")
     assert info["batching"]["max_batch_size"] >= 1
+    assert (info["task"], info["labels"]) == ("embedding", [])
+    assert [m["model_id"] for m in info["models"]] == ["all-MiniLM-L6-v2"]
     models = client.get("/v1/models").json()
     assert models["data"][0]["id"] == "all-MiniLM-L6-v2"
     health = client.get("/health")

@@ -6,6 +6,7 @@ from ray.serve import Application
 from ray.serve._private.api import call_user_app_builder_with_args_if_necessary
 
 from service.app import build_app
+from service.settings import ServiceSettings
 
 
 def test_serve_run_args_are_validated_into_settings(minilm_artifact: Path, monkeypatch) -> None:
@@ -22,6 +23,23 @@ def test_serve_run_args_are_validated_into_settings(minilm_artifact: Path, monke
     assert settings["api_keys"] == ["from-env"]  # env fills what the args leave unset
     assert deployment._deployment_config.max_ongoing_requests == 256
     assert deployment._deployment_config.user_config["max_batch_size"] == 64
+
+
+def test_several_models_reach_the_replicas_with_their_artifacts_resolved(
+    tmp_path: Path, monkeypatch
+) -> None:
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path)
+    models = [{"artifact": "here", "name": "e"}, {"artifact": "/on/the/nodes"}]
+    app = call_user_app_builder_with_args_if_necessary(build_app, {"models": models})
+    settings = app._bound_deployment.init_args[0]
+    assert settings["models"] == [
+        {"artifact": str(tmp_path / "here"), "name": "e"},
+        {"artifact": "/on/the/nodes", "name": None},
+    ]
+    assert "artifact" not in settings  # the replica's settings would refuse it beside models
+    replica = ServiceSettings.model_validate(settings)  # what a replica's constructor does
+    assert [m.artifact for m in replica.served_models] == [tmp_path / "here", Path("/on/the/nodes")]
 
 
 def test_autoscaling_replaces_a_fixed_replica_count(minilm_artifact: Path) -> None:

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -119,6 +120,40 @@ def test_auto_runs_bf16_only_where_the_export_did_not_measure_it_under_the_floor
     assert precision == expected, why
     if measured is not None and native:
         assert f"{measured:.6f}" in why
+
+
+@pytest.mark.parametrize(("task", "measured"), [("rerank", 0.0123), ("classify", None)])
+def test_auto_serves_classifiers_in_fp32_naming_the_measured_bf16(
+    minilm_artifact: Path, task: str, measured: float | None
+) -> None:
+    artifact = load_artifact(minilm_artifact)
+    config = replace(artifact.config, task=task, bf16_max_abs_score=measured)
+    precision, why = _auto_cpu_precision(replace(artifact, config=config), native_bf16=True)
+    assert precision == "fp32" and task in why and "--precision bf16" in why
+    assert ("0.012" if measured else "not measured") in why
+
+
+def test_classifier_logits_match_the_graph_on_every_backend(
+    reranker_artifact: Path, classifier_artifact: Path
+) -> None:
+    """The torch reference and the backend auto picks (OpenVINO fp32 where installed) give the
+    ONNX graph's logits: ≤ 1e-4 on real pairs."""
+    from common.texts import pairs, sentences
+
+    from .conftest import artifact_ids, graph_logits
+
+    cases = [(reranker_artifact, pairs(4, 4)), (classifier_artifact, sentences()[:16])]
+    for path, inputs in cases:
+        artifact = load_artifact(path)
+        expected = graph_logits(path, inputs)  # (n, L)
+        ids = artifact_ids(path, inputs)
+        for name in ("torch", "auto"):
+            settings = ServiceSettings(artifact=path, backend=name, num_cpus=2)
+            backend, choice = create_backend(settings, artifact)
+            run = partial(backend.run_output, "logits")
+            got = encode_batches(ids, run, artifact.config.pad_token_id)
+            assert choice.precision == "fp32"
+            assert np.abs(got - expected).max() <= 1e-4, (path.name, choice)
 
 
 def test_unsupported_precision_is_refused(minilm_artifact: Path) -> None:

@@ -17,6 +17,7 @@ from service.errors import ApiError
 from service.model import ServedModel
 from service.routes import build_api
 from service.settings import ServiceSettings
+from service.tasks import Task
 
 DEFAULT = "all-MiniLM-L6-v2"  # the artifact's own name
 
@@ -72,24 +73,33 @@ def test_a_model_not_served_is_404_naming_the_ones_that_are(
         registry.lookup("other", "embed")
     error = caught.value
     assert (error.status, error.param, error.code) == (404, "model", "model_not_found")
-    assert error.message == f"the requested model is not served here; use {DEFAULT!r}, 'small'"
+    assert error.message == f"model 'other' is not served here; use {DEFAULT!r}, 'small'"
     response = client.post("/v1/embeddings", json={"input": "x", "model": "other"})
     assert response.status_code == 404
     assert response.json()["error"]["message"] == error.message
 
 
-def test_a_task_the_model_does_not_serve_is_400_naming_those_it_does(registry: Registry) -> None:
-    key = ("small", "embed_tokens")
-    pipeline = registry.pipelines.pop(key)
-    try:
-        with pytest.raises(ApiError) as caught:
-            registry.lookup("small", "embed_tokens")
-    finally:
-        registry.pipelines[key] = pipeline
+def test_a_model_has_the_pipelines_of_its_tasks_only(registry: Registry) -> None:
+    embedder = {"embed", "embed_tokens"}
+    assert set(registry.pipelines) == {(m, t) for m in (DEFAULT, "small") for t in embedder}
+
+
+@pytest.mark.parametrize("task", ["rerank", "predict"])
+def test_a_task_the_model_does_not_serve_is_400_naming_what_it_does(
+    registry: Registry, task: Task
+) -> None:
+    with pytest.raises(ApiError) as caught:
+        registry.lookup("small", task)
     error = caught.value
-    assert (error.status, error.code) == (400, "task_not_served")
-    assert error.message == "model 'small' does not serve embed_tokens; it serves embed"
-    assert registry.lookup("small", "embed_tokens") is pipeline
+    assert (error.status, error.tei_status, error.code) == (400, 424, "task_not_served")
+    assert error.message == (
+        "model 'small' is an embedding model: it serves /v1/embeddings, /embed, /embed_all"
+    )
+
+
+def test_two_models_under_one_name_are_refused(registry: Registry) -> None:
+    with pytest.raises(ValueError, match="two models are served as 'small'"):
+        Registry(registry.settings, [*registry.models, registry.models[1]], registry.metrics)
 
 
 def test_one_model_with_the_artifacts_name_under_another_name_answers_to_both(

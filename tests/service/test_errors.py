@@ -76,6 +76,28 @@ def test_too_long_without_truncation_is_413_with_the_count(client: httpx.Client)
 def test_unknown_routes_and_methods_answer_json(client: httpx.Client) -> None:
     openai_error(client.post("/v2/nothing", json={}), 404)
     openai_error(client.get("/v1/embeddings"), 405)
+    for path in ("/", "/rerank", "/predict"):  # TEI's routes answer in TEI's shape
+        tei = client.get(path)
+        assert tei.status_code == 405 and set(tei.json()) == {"error", "error_type"}, path
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/rerank", {"query": "q", "texts": ["a"]}),
+        ("/predict", {"inputs": "a"}),
+    ],
+)
+def test_an_embedder_asked_to_score_says_what_it_is(
+    client: httpx.Client, path: str, body: dict
+) -> None:
+    """TEI's status and error type for a route the model cannot serve (server.rs: Backend)."""
+    response = client.post(path, json=body)
+    assert response.status_code == 424, response.text
+    error = response.json()
+    assert error["error_type"] == "Backend" and "embedding model" in error["error"]
+    ours = client.post("/v1/rerank", json={"query": "q", "documents": ["a"]})
+    assert openai_error(ours, 400)["code"] == "task_not_served"
 
 
 def test_service_is_healthy_after_all_that(client: httpx.Client, minilm) -> None:

@@ -100,8 +100,11 @@ def test_a_gzip_bomb_is_413_and_the_service_stays_healthy(
     openai = client.post("/v1/embeddings", content=bomb, headers=headers)
     assert openai.status_code == 413, openai.text
     assert openai.json()["error"]["code"] == "body_too_large"
-    tei = client.post("/embed_all", content=bomb, headers=headers)
-    assert tei.status_code == 413 and set(tei.json()) == {"error", "error_type"}
+    for path in ("/embed_all", "/rerank", "/predict", "/"):
+        tei = client.post(path, content=bomb, headers=headers)
+        assert tei.status_code == 413 and set(tei.json()) == {"error", "error_type"}, path
+    cohere = client.post("/v1/rerank", content=bomb, headers=headers)
+    assert cohere.status_code == 413 and cohere.json()["error"]["code"] == "body_too_large"
     assert client.get("/health").status_code == 200
     assert embed(client, ["after the bomb"]).shape == (1, 384)
 

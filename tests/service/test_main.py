@@ -26,11 +26,14 @@ from types import ModuleType
 import httpx
 import pytest
 
+from service.__main__ import main, parse_args, serving_line
+from service.settings import ModelEntry, ServiceSettings
+
 from ..helpers import cosine, embed, free_port
 from .conftest import wait_healthy
 from .test_security import SECRETS, exchange, files_mentioning, logged_through
 
-pytestmark = pytest.mark.ray  # every case launches `python -m service`, Ray and all
+launches = pytest.mark.ray  # a case that launches `python -m service`, Ray and all
 
 KEY = f"launcher-key-{uuid.uuid4().hex}"  # from --api-key-file
 FLAG_KEY = f"flag-key-{uuid.uuid4().hex}"  # from --api-key
@@ -83,6 +86,7 @@ def client(launched: Launched) -> Iterator[httpx.Client]:
         yield c
 
 
+@launches
 def test_it_serves_the_model_over_haproxy(client: httpx.Client, minilm, corpus) -> None:
     info = client.get("/info").json()
     assert info["ingress"] == "haproxy"
@@ -92,6 +96,7 @@ def test_it_serves_the_model_over_haproxy(client: httpx.Client, minilm, corpus) 
     assert cosine(embed(client, texts), minilm.encode(texts)).min() >= 0.9999
 
 
+@launches
 def test_request_ids_are_echoed_or_made(client: httpx.Client) -> None:
     sent = client.post("/v1/embeddings", json={"input": "a"}, headers={"x-request-id": "abc-1"})
     assert sent.headers.get_list("x-request-id") == ["abc-1"]
@@ -100,6 +105,7 @@ def test_request_ids_are_echoed_or_made(client: httpx.Client) -> None:
     assert float(made.headers["x-inference-time-ms"]) > 0
 
 
+@launches
 @pytest.mark.parametrize(
     ("request_args", "status", "code"),
     [
@@ -109,6 +115,7 @@ def test_request_ids_are_echoed_or_made(client: httpx.Client) -> None:
         ({"json": {"input": "a"}, "headers": {"Authorization": "Bearer wrong"}}, 401, None),
     ],
 )
+@launches
 def test_client_mistakes_get_json_errors(
     client: httpx.Client, request_args: dict, status: int, code: str | None
 ) -> None:
@@ -119,6 +126,7 @@ def test_client_mistakes_get_json_errors(
     assert error["message"] and (code is None or error["code"] == code)
 
 
+@launches
 def test_backpressure_is_json_429_then_healthy(launched: Launched, client: httpx.Client) -> None:
     body = {"input": ["word " * 300] * 4}
 
@@ -137,11 +145,14 @@ def test_backpressure_is_json_429_then_healthy(launched: Launched, client: httpx
     assert embed(client, ["after the burst"]).shape == (1, 384)
 
 
+@launches
 def test_metrics_count_requests(launched: Launched) -> None:
     text = httpx.get(f"{launched.url}/metrics", timeout=10).text
-    assert 'embedserve_requests_total{route="/v1/embeddings",status="200"}' in text
+    model = 'model="all-MiniLM-L6-v2"'
+    assert f'embedserve_requests_total{{{model},route="/v1/embeddings",status="200"}}' in text
 
 
+@launches
 def test_keys_from_the_file_and_the_flag_both_authenticate(launched: Launched) -> None:
     for key, status in ((KEY, 200), (FLAG_KEY, 200), ("# keys of the launcher test", 401)):
         headers = {"Authorization": f"Bearer {key}"}
@@ -181,6 +192,7 @@ def is_loopback(address: str) -> bool:
     return ip.is_loopback or (mapped is not None and mapped.is_loopback)
 
 
+@launches
 def test_every_listener_of_the_service_is_on_loopback(launched: Launched) -> None:
     """GCS, raylet, object manager, workers, dashboard agent, proxy, replicas, HAProxy: all on
     127.0.0.1 when the service is (the default), so nothing of Ray is reachable from outside."""
@@ -211,6 +223,7 @@ def session_dir(pid: int) -> Path:
     raise AssertionError("no raylet with --session_dir under the launcher")
 
 
+@launches
 def test_nothing_a_client_sends_reaches_a_response_or_a_log(launched: Launched) -> None:
     """test_security's requests again, over HAProxy and Ray's buffered access logs."""
     logs = session_dir(launched.proc.pid) / "logs"
@@ -220,6 +233,7 @@ def test_nothing_a_client_sends_reaches_a_response_or_a_log(launched: Launched) 
     assert files_mentioning(logs, (*SECRETS, KEY, FLAG_KEY)) == {}
 
 
+@launches
 def test_sigterm_stops_it_in_seconds(launched: Launched) -> None:
     start = time.monotonic()
     launched.proc.send_signal(signal.SIGTERM)
@@ -229,6 +243,7 @@ def test_sigterm_stops_it_in_seconds(launched: Launched) -> None:
     assert f"serving {launched.artifact} on {launched.url}" in output
 
 
+@launches
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
@@ -236,6 +251,7 @@ def test_sigterm_stops_it_in_seconds(launched: Launched) -> None:
         (["--backend", "torch", "--precision", "bf16"], "torch supports"),
     ],
 )
+@launches
 def test_a_plan_no_replica_could_run_is_refused_before_ray_starts(
     minilm_artifact: Path, flags: list[str], message: str
 ) -> None:
@@ -244,3 +260,33 @@ def test_a_plan_no_replica_could_run_is_refused_before_ray_starts(
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
+
+
+def test_a_repeated_artifact_serves_several_models() -> None:
+    assert parse_args(["--artifact", "a"])[1]["artifact"] == Path("a")
+    _, several = parse_args(["--artifact", "a", "--artifact", "b"])
+    assert "artifact" not in several and several["models"] == [
+        {"artifact": Path("a")},
+        {"artifact": Path("b")},
+    ]
+    entries = [ModelEntry(artifact=Path("a")), ModelEntry(artifact=Path("b"), name="r")]
+    settings = ServiceSettings(models=entries)
+    assert serving_line(settings, ["e", "r"], "http://h:1") == (
+        "embedserve is serving a as 'e', b as 'r' on http://h:1 (the first is the default)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--model", "all-MiniLM-L6-v2"], "lists every served model; drop model"),
+        (["--artifact", "/no/such/artifact"], "error: no artifact at /no/such/artifact;"),
+        ([], "two models would be served as 'all-MiniLM-L6-v2'; name them"),
+    ],
+)
+def test_several_models_are_refused_in_one_line_before_ray_starts(
+    minilm_artifact: Path, flags: list[str], message: str
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(["--artifact", str(minilm_artifact), "--artifact", str(minilm_artifact), *flags])
+    assert message in str(stopped.value.code) and "\n" not in str(stopped.value.code)

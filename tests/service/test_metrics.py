@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -38,7 +39,7 @@ import sys
 from pathlib import Path
 from service import metrics
 recorded = metrics.init(Path(sys.argv[1]))
-recorded.observe_request("/embed", 200, 0.01)
+recorded.observe_request("/embed", "m", 200, 0.01)
 recorded.stage("m", "embed").input_tokens.inc(int(sys.argv[2]))
 recorded.drop_observer("m")("deadline", 1)
 """
@@ -46,18 +47,20 @@ recorded.drop_observer("m")("deadline", 1)
 
 def test_init_twice_in_one_process_gives_two_separate_sets() -> None:
     first, second = metrics.init(None), metrics.init(None)  # no "Duplicated timeseries"
-    first.observe_request("/embed", 200, 0.01)
+    first.observe_request("/embed", "m", 200, 0.01)
+    first.observe_request("/health", "", 200, 0.01)
     assert {m._name for m in first.all()} == {m._name for m in second.all()} == set(NAMES)
 
-    def answered(recorded: metrics.Metrics) -> float:
-        return sum(
-            s.value
+    def answered(recorded: metrics.Metrics) -> dict[tuple[str, ...], float]:
+        return {
+            (s.labels["model"], s.labels["route"], s.labels["status"]): s.value
             for f in text_string_to_metric_families(recorded.exposition()[0].decode())
             for s in f.samples
             if s.name == "embedserve_requests_total"
-        )
+        }
 
-    assert (answered(first), answered(second)) == (1, 0)
+    assert answered(first) == {("m", "/embed", "200"): 1, ("", "/health", "200"): 1}
+    assert answered(second) == {}
 
 
 def replica(folder: Path, tokens: int) -> None:
@@ -108,11 +111,12 @@ def families(client: httpx.Client) -> dict:
 
 
 def requests_by(fams: dict) -> dict[tuple[str, str], float]:
-    return {
-        (s.labels["route"], s.labels["status"]): s.value
-        for s in fams["embedserve_requests"].samples
-        if s.name == "embedserve_requests_total"
-    }
+    """Requests by (route, status), whichever model answered."""
+    counts: dict[tuple[str, str], float] = defaultdict(float)
+    for s in fams["embedserve_requests"].samples:
+        if s.name == "embedserve_requests_total":
+            counts[s.labels["route"], s.labels["status"]] += s.value
+    return counts
 
 
 def test_counts_are_exact_across_two_replicas(client: httpx.Client) -> None:

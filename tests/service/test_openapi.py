@@ -25,12 +25,16 @@ OPERATIONS = {
     ("POST", "/embed"),
     ("POST", "/embed_all"),
     ("POST", "/tokenize"),
+    ("POST", "/rerank"),
+    ("POST", "/predict"),
+    ("POST", "/"),
+    ("POST", "/v1/rerank"),
     ("GET", "/health"),
     ("GET", "/info"),
     ("GET", "/v1/models"),
     ("GET", "/metrics"),
 }
-TEI_PATHS = ("/embed", "/embed_all", "/tokenize")
+TEI_PATHS = ("/embed", "/embed_all", "/tokenize", "/rerank", "/predict", "/")
 PUBLIC = {"/health", "/metrics"}
 
 
@@ -97,6 +101,10 @@ def test_post_routes_declare_their_request_model(document: dict[str, Any]) -> No
         "/embed": "TeiEmbedRequest",
         "/embed_all": "TeiEmbedRequest",
         "/tokenize": "TokenizeRequest",
+        "/rerank": "TeiRerankRequest",
+        "/predict": "TeiPredictRequest",
+        "/": "TeiEmbedRequest",  # the default model's own route's: MiniLM's /embed
+        "/v1/rerank": "CohereRerankRequest",
     }
     for path, model in expected.items():
         body = document["paths"][path]["post"]["requestBody"]
@@ -153,6 +161,10 @@ def test_errors_are_documented_in_each_routes_dialect(document: dict[str, Any]) 
                 assert schema == {"$ref": f"#/components/schemas/{expected}"}, (path, status)
     embeddings = document["paths"]["/v1/embeddings"]["post"]["responses"]
     assert set(embeddings) == {"200", "400", "401", "404", "413", "415", "422", "429", "503", "504"}
+    for path in ("/embed", "/rerank", "/predict", "/"):  # a model named by x-model, or unable
+        assert {"404", "424"} <= document["paths"][path]["post"]["responses"].keys(), path
+    headers = [p["name"] for p in document["paths"]["/rerank"]["post"]["parameters"]]
+    assert headers == ["x-request-timeout-ms", "x-model"]
 
 
 @pytest.mark.parametrize(

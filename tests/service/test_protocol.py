@@ -19,13 +19,8 @@ from pydantic import BaseModel
 
 from service.bodies import decode
 from service.errors import ApiError
-from service.protocol import (
-    REQUESTS,
-    Limit,
-    LimitValue,
-    OpenAIEmbeddingRequest,
-    request_components,
-)
+from service.openapi import request_components
+from service.protocol import REQUESTS, Limit, LimitValue, OpenAIEmbeddingRequest
 
 # Fixed examples per run (derandomized), no example database written into the checkout; bodies
 # drawn from the OpenAPI document cost ~20 ms each, so fewer of them.

@@ -98,7 +98,8 @@ def test_an_expired_deadline_answers_504_and_never_reaches_inference(
     assert after["micro_batches"] == before["micro_batches"]  # nothing ran
     assert after["deadline"] - before["deadline"] == 3
     statuses = client.get("/metrics").text
-    assert 'embedserve_requests_total{route="/v1/embeddings",status="504"}' in statuses
+    expected = 'model="all-MiniLM-L6-v2",route="/v1/embeddings",status="504"'
+    assert f"embedserve_requests_total{{{expected}}}" in statuses
     assert embed(client, ["a request without a deadline still runs"]).shape == (1, 384)
 
 

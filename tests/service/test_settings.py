@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from service.settings import ServiceSettings, load_settings
+from service.settings import DEFAULT_ARTIFACT, ModelEntry, ServiceSettings, load_settings
 
 
 def test_defaults() -> None:
@@ -109,3 +109,35 @@ def test_broken_yaml_is_one_line_without_the_files_text(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not valid YAML at line 3") as raised:
         load_settings(config, environ={})
     assert "sk-not-to-be-shown" not in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_one_artifact_is_the_one_served_model_under_its_name() -> None:
+    settings = load_settings(cli={"artifact": Path("a"), "model_name": "mine"}, environ={})
+    assert settings.served_models == [ModelEntry(artifact=Path("a"), name="mine")]
+    assert load_settings(environ={}).served_models == [ModelEntry(artifact=DEFAULT_ARTIFACT)]
+
+
+def test_models_from_the_file_or_the_environment_in_their_order(tmp_path: Path) -> None:
+    config = tmp_path / "embedserve.yaml"
+    config.write_text("models:\n  - artifact: /a/embedder\n  - {artifact: /a/reranker, name: r}\n")
+    expected = [ModelEntry(artifact=Path("/a/embedder")), ModelEntry(artifact=Path("/a/reranker"))]
+    from_file = load_settings(config, environ={})
+    assert from_file.served_models == [expected[0], expected[1].model_copy(update={"name": "r"})]
+    from_env = load_settings(environ={"EMBEDSERVE_MODELS": "/a/embedder, /a/reranker"})
+    assert from_env.served_models == expected
+
+
+@pytest.mark.parametrize(
+    ("cli", "message"),
+    [
+        ({"artifact": Path("a")}, "drop artifact"),
+        ({"model_name": "x"}, "drop model_name"),
+        ({"model": "all-MiniLM-L6-v2"}, "drop model"),
+        ({"models": [{"artifact": "b", "name": "x"}, {"artifact": "c", "name": "x"}]}, "same name"),
+        ({"models": [{"artifact": "b", "name": ""}]}, "at least 1 character"),
+    ],
+)
+def test_models_leave_no_doubt_about_what_is_served(cli: dict, message: str) -> None:
+    layers = {"models": [{"artifact": "b"}, {"artifact": "c"}], **cli}
+    with pytest.raises(ValidationError, match=message):
+        load_settings(cli=layers, environ={})
