@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from common import texts
-from service.tasks import sigmoid, softmax
+from common.arrays import sigmoid, softmax
 
 from .conftest import CLASSIFIER, EMBEDDER, RERANKER, graph_logits, reference_logits
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from common import texts
-from service.tasks import sigmoid
+from common.arrays import sigmoid
 
 from .conftest import CLASSIFIER, EMBEDDER, graph_logits, reference_logits
 
