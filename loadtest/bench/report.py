@@ -25,6 +25,9 @@ from .results import (
 
 INGRESS_NAMES = {"haproxy": "HAProxy", "proxy": "Ray's Python HTTP proxy (ProxyActor)"}
 
+# Where the checkout is: the page names the machine's paths relative to it.
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
 
 def _f(value: float | None, digits: int = 1, suffix: str = "") -> str:
     return "–" if value is None else f"{value:,.{digits}f}{suffix}"
@@ -139,7 +142,7 @@ def render(results: BenchResults) -> str:
     out += optimisations(results) + server_split(results)
     out += sweep(results) + qos(results)
     out += client(results) + plots_section(results) + notes(results)
-    return "\n".join(out) + "\n"
+    return "\n".join(out).replace(f"{PROJECT_ROOT}/", "") + "\n"
 
 
 def served_vs_offline(results: BenchResults) -> list[str]:

@@ -196,6 +196,17 @@ def test_report_renders_numbers_ratios_and_accuracy(tmp_path: Path) -> None:
     assert render(again) == text
 
 
+def test_report_shows_machine_paths_relative_to_the_project() -> None:
+    from loadtest.bench.report import PROJECT_ROOT
+
+    results = _results()
+    folder = PROJECT_ROOT / "artifacts" / "all-MiniLM-L6-v2"
+    results.settings.skipped_backends = {"onnxruntime int8": f"{folder} has no int8 model"}
+    text = render(results)
+    assert "onnxruntime int8: artifacts/all-MiniLM-L6-v2 has no int8 model" in text
+    assert str(PROJECT_ROOT) not in text
+
+
 def test_cpu_breakdown_attributes_every_tick() -> None:
     from loadtest.bench.cpu import TICK, Snapshot, breakdown, snapshot
 
