@@ -10,7 +10,7 @@ Layout of an artifact folder::
                            embedder, logits (B, num_labels) (raw) for a cross-encoder/classifier
     model.onnx.data        its weights, only when exported with external data (large models)
     model.optimized.onnx   optional: ONNX Runtime transformer fusions (--optimize)
-    model.int8.onnx        optional: dynamic int8 quantisation (--quantize int8)
+    model.int8.onnx        optional: static int8 (QDQ) calibrated on real text (--quantize int8)
     tokenizer.json         the tokenizer, absent when the source model had none
     serving_config.json    what the service needs to run the model (see ServingConfig)
     manifest.json          provenance, hashes of every other file, validation report
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -55,6 +55,9 @@ OPTIONAL: dict[str, Any] = {
     "task": "embedding",
     "labels": [],
     "bf16_max_abs_score": None,
+    "int8_min_cosine": None,
+    "int8_mean_cosine": None,
+    "int8_top10_agreement": None,
 }
 
 
@@ -86,6 +89,10 @@ class ServingConfig:
     id order (the checkpoint's id2label), ``pooling`` is the head's and ``normalize`` is False;
     ``bf16_max_abs_score`` is the largest difference of OpenVINO bf16 scores (sigmoid of the
     one logit, softmax over several) from fp32 on real pairs, and ``bf16_min_cosine`` stays None.
+    ``int8_min_cosine``, ``int8_mean_cosine`` and ``int8_top10_agreement`` are the int8
+    variant's (``model.int8.onnx``) accuracy as served, measured at export on real text
+    (export.quantize): cosine to the fp32 graph's vectors, and for each text the overlap of its
+    10 nearest neighbours in the corpus under int8 and fp32; None without an int8 variant.
     These are optional keys (``OPTIONAL``), so artifacts exported before they existed still load,
     as embedders.
     """
@@ -106,6 +113,9 @@ class ServingConfig:
     task: str = "embedding"
     labels: list[str] = field(default_factory=list)
     bf16_max_abs_score: float | None = None
+    int8_min_cosine: float | None = None
+    int8_mean_cosine: float | None = None
+    int8_top10_agreement: float | None = None
     input_names: tuple[str, ...] = INPUT_NAMES
     output_names: tuple[str, ...] = OUTPUT_NAMES
     format_version: int = FORMAT_VERSION
@@ -136,6 +146,9 @@ class ServingConfig:
             "task": (str,),
             "labels": (list,),
             "bf16_max_abs_score": (float, type(None)),
+            "int8_min_cosine": (float, type(None)),
+            "int8_mean_cosine": (float, type(None)),
+            "int8_top10_agreement": (float, type(None)),
             "input_names": (list,),
             "output_names": (list,),
             "format_version": (int,),
@@ -168,6 +181,19 @@ class ServingConfig:
         values["input_names"] = tuple(values["input_names"])
         values["output_names"] = tuple(values["output_names"])
         return cls(**values)
+
+
+def with_int8(config: ServingConfig, measured: dict[str, Any] | None) -> ServingConfig:
+    """``config`` with the int8 variant's measured accuracy (``export.quantize.int8_accuracy``'s
+    keys), or unchanged when there is none."""
+    if measured is None:
+        return config
+    return replace(
+        config,
+        int8_min_cosine=measured["min_cosine_vs_fp32"],
+        int8_mean_cosine=measured["mean_cosine_vs_fp32"],
+        int8_top10_agreement=measured["top10_agreement"],
+    )
 
 
 def _check_task(data: dict[str, Any], source: str) -> None:

@@ -72,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--quantize",
         choices=get_args(Quantization),
-        help="also write model.int8.onnx (dynamic int8)",
+        help="also write model.int8.onnx (static int8, calibrated on real text; the service's "
+        "--precision int8 serves it)",
     )
     p.add_argument(
         "--atol",

@@ -1,5 +1,6 @@
-"""Derived graphs: ORT transformer fusions, dynamic int8, fp16. Each is an extra file, never
-a replacement for ``model.onnx``, and each is measured against the fp32 graph it came from."""
+"""Derived graphs: ORT transformer fusions and fp16 (static int8 is in :mod:`export.quantize`).
+Each is an extra file, never a replacement for ``model.onnx``, and each is measured against the
+fp32 graph it came from."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from typing import Any
 import onnx
 
 from .artifact import EXTERNAL_DATA_SUFFIX
-from .errors import ValidationError
 from .quiet import quiet
 
 # Fused operators the BERT optimizer can produce; Attention/MultiHeadAttention are the big ones.
@@ -66,29 +66,6 @@ def optimize_transformer(
             "exporter's attention subgraph; only the listed fusions were applied"
         )
     return report
-
-
-# Per-channel weights: per-tensor int8 lost too much on all-MiniLM-L6-v2 (min cosine vs fp32
-# 0.91 on real text, mean 0.962) where per-channel keeps min 0.983, mean 0.993 (docs/export.md).
-INT8_SETTINGS = {"weight_type": "QInt8", "per_channel": True, "reduce_range": False}
-
-
-def quantize_int8(src: Path, dst: Path, *, external_data: bool, verbose: bool = False) -> None:
-    """Dynamic int8 (weights int8 per output channel, activations quantised per batch at run
-    time) of every MatMul with a weight; attention's activation-activation MatMuls stay fp32."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    with quiet(not verbose):
-        quantize_dynamic(
-            str(src),
-            str(dst),
-            weight_type=QuantType[INT8_SETTINGS["weight_type"]],
-            per_channel=bool(INT8_SETTINGS["per_channel"]),
-            reduce_range=bool(INT8_SETTINGS["reduce_range"]),
-            use_external_data_format=external_data,
-        )
-    if not dst.is_file():
-        raise ValidationError(f"int8 quantization wrote no {dst.name}")
 
 
 def convert_fp16(src: Path, dst: Path, *, external_data: bool, verbose: bool = False) -> None:

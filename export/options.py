@@ -79,12 +79,13 @@ class ExportOptions:
         if self.tokenizer is not None and not Path(self.tokenizer).is_file():
             raise ExportError(f"tokenizer file {self.tokenizer} does not exist")
 
-    def check_task(self, task: str) -> None:
-        """Refuse what only fits embedders, once the model's task is known (before exporting).
+    def check_source(self, task: str, has_tokenizer: bool) -> None:
+        """Refuse what the loaded model cannot have, before exporting anything.
 
         ``--optimize`` runs ONNX Runtime's BERT fusions and checks them with embedding outputs,
         and ``--quantize int8`` is judged by embedding cosine: neither has been built or
-        measured for a classifier's logits, so a cross-encoder exports fp32 only.
+        measured for a classifier's logits, so a cross-encoder exports fp32 only. int8 is
+        calibrated on real text, so it needs the model's tokenizer.
         """
         chosen = [
             flag
@@ -95,6 +96,11 @@ class ExportOptions:
             raise ExportError(
                 f"{' and '.join(chosen)} are for embedding models; this is a {task} model "
                 "(a *ForSequenceClassification checkpoint): export it without them"
+            )
+        if self.quantize is not None and not has_tokenizer:
+            raise ExportError(
+                "--quantize int8 is calibrated on real text, and this model has no tokenizer: "
+                "give one with --tokenizer"
             )
 
     def to_dict(self) -> dict[str, Any]:

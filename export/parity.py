@@ -230,25 +230,3 @@ def real_texts() -> tuple[list[str], str]:
         sentences + passages,
         f"common.texts: {len(sentences)} sentences + {len(passages)} passages",
     )
-
-
-def int8_agreement(
-    a: ort.InferenceSession, b: ort.InferenceSession, tokenizer: Tokenizer | None, grid: ParityGrid
-) -> dict[str, Any]:
-    """Cosine of sentence embeddings of two graphs (int8 vs fp32): on real text when there is
-    a tokenizer, since random ids say little about quantisation error on real inputs."""
-    if tokenizer is not None:
-        texts, label = real_texts()
-        cos = cosine_rows(embed_texts(a, tokenizer, texts), embed_texts(b, tokenizer, texts))
-    else:
-        label = "random token ids of the parity grid (the artifact has no tokenizer)"
-        pooled = OUTPUT_NAMES[1]
-        cos = np.concatenate(
-            [cosine_rows(a.run([pooled], f)[0], b.run([pooled], f)[0]) for f in grid.feeds()]
-        )
-    return {
-        "min_cosine_vs_fp32": float(cos.min()),
-        "mean_cosine_vs_fp32": float(cos.mean()),
-        "texts": int(cos.size),
-        "data": label,
-    }

@@ -17,6 +17,7 @@ import onnxruntime as ort
 from models import Tokenizer
 
 from . import artifact as fmt
+from .artifact import with_int8
 from .bf16 import bf16_agreement, bf16_score_agreement, native_bf16_reason
 from .errors import ValidationError
 from .manifest import build_manifest, file_entries, idempotence
@@ -27,11 +28,12 @@ from .onnx_export import (
     prepare_for_export,
     weight_bytes,
 )
-from .optimize import INT8_SETTINGS, convert_fp16, optimize_transformer, quantize_int8
+from .optimize import convert_fp16, optimize_transformer
 from .options import ExportOptions
 from .output_dir import check_output, commit, discard, make_staging
-from .parity import ParityGrid, ParityReport, grid_shapes, int8_agreement
+from .parity import ParityGrid, ParityReport, grid_shapes
 from .progress import Progress, say
+from .quantize import TOP_K, measure_int8, quantize_int8
 from .records import determinants, serving_config
 from .source import load_source, source_folder
 from .summary import count, summary
@@ -80,7 +82,7 @@ def export_model(options: ExportOptions) -> ExportResult:
             result.append("no tokenizer.json (the artifact will take token ids only)")
         if cfg.task != "embedding":
             result.append(f"{cfg.task}, labels {source.labels}")
-        options.check_task(cfg.task)
+        options.check_source(cfg.task, source.tokenizer_file is not None)
 
     staging = make_staging(output)
     work = Path(tempfile.mkdtemp(prefix="export-work-"))
@@ -164,28 +166,29 @@ def export_model(options: ExportOptions) -> ExportResult:
                     raise _parity_failure(opt_report, output)
 
         if options.quantize == "int8":
-            with progress.step("int8", "dynamic int8 quantization") as result:
+            with progress.step("int8", "static int8, calibrated on real text") as result:
                 int8_path = staging / fmt.INT8_FILE
-                quantize_int8(fp32_path, int8_path, external_data=external, verbose=options.verbose)
+                assert source.tokenizer_file is not None  # options.check_source saw to it
+                tokenizer = Tokenizer(source.tokenizer_file, cfg.max_seq_length, cfg.pad_token_id)
+                recipe = quantize_int8(
+                    fp32_path,
+                    int8_path,
+                    tokenizer,
+                    external_data=external,
+                    verbose=options.verbose,
+                )
                 check_model(int8_path)
-                tokenizer = (
-                    Tokenizer(source.tokenizer_file, cfg.max_seq_length, cfg.pad_token_id)
-                    if source.tokenizer_file
-                    else None
-                )
-                agreement = int8_agreement(
-                    open_session(fp32_path), open_session(int8_path), tokenizer, grid
-                )
-                extras["int8"] = {"file": fmt.INT8_FILE, "settings": INT8_SETTINGS, **agreement}
-                result.append(
-                    f"min cosine vs fp32 {agreement['min_cosine_vs_fp32']:.5f} "
-                    f"on {agreement['texts']} inputs"
-                )
+                accuracy = measure_int8(open_session(fp32_path), int8_path, tokenizer)
+                extras["int8"] = {"file": fmt.INT8_FILE, "recipe": recipe, **accuracy}
+                result.append(_int8_text(accuracy))
 
         with progress.step("write", "write tokenizer, serving config, manifest") as result:
             if source.tokenizer_file is not None:
                 shutil.copyfile(source.tokenizer_file, staging / fmt.TOKENIZER_FILE)
-            serving = serving_config(source, model, options, extras.get("bf16", {}))
+            serving = with_int8(
+                serving_config(source, model, options, extras.get("bf16", {})),
+                extras.get("int8"),
+            )
             fmt.write_json(staging / fmt.SERVING_CONFIG_FILE, serving.to_dict())
             files = file_entries(staging)
             chosen = determinants(source, model, options)
@@ -252,6 +255,14 @@ def _bf16_text(bf16: dict[str, Any]) -> str:
     if "min_cosine_vs_fp32" in bf16:
         return f"min cosine {bf16['min_cosine_vs_fp32']:.6f} on {bf16['texts']} texts"
     return f"max|score diff| {bf16['max_abs_score']:.2g} on {bf16['pairs']} pairs"
+
+
+def _int8_text(accuracy: dict[str, Any]) -> str:
+    return (
+        f"min cosine vs fp32 {accuracy['min_cosine_vs_fp32']:.5f}, mean "
+        f"{accuracy['mean_cosine_vs_fp32']:.5f}, top-{TOP_K} agreement "
+        f"{accuracy[f'top{TOP_K}_agreement']:.3f} on {accuracy['texts']} texts"
+    )
 
 
 def _parity_text(report: ParityReport) -> str:

@@ -64,7 +64,7 @@ def summary(output: Path, manifest: dict[str, Any]) -> str:
                 _mb(output / fmt.INT8_FILE),
                 "-",
                 f"{q['min_cosine_vs_fp32']:.7f}",
-                f"vs fp32 on {q['texts']} inputs",
+                f"vs fp32 on {q['texts']} texts, top-10 agreement {q['top10_agreement']:.3f}",
             ]
         )
     head = ["file", "size", "max|diff|", "min cosine", "notes"]

@@ -1,7 +1,10 @@
 """``python -m service``: start a local Ray instance, deploy embedserve, serve until a signal.
 
 Whatever stops it from starting (settings, the artifact, a replica's constructor, a replica no
-resource can hold) ends it with one line on stderr, ``error: <cause>``, and exit status 1.
+resource can hold) ends it with one line on stderr, ``error: <cause>``, and exit status 1; a
+plan no replica could run (a backend and precision this machine or artifact cannot serve, more
+streams than threads) ends it the same way before Ray starts, with exit status 2 (``USAGE``),
+as a command line that asks for the impossible does.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, NoReturn, get_args
 
 from pydantic import ValidationError
 
@@ -40,6 +43,8 @@ STATUS_POLL_S = 0.5
 # metrics exporter bind to loopback only. ray.init(_node_ip_address="127.0.0.1") does not do
 # it: Ray turns a loopback address given there into the machine's reachable one.
 LOOPBACK_NODE_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+# Exit status of a plan no replica could run (argparse's for a command line it refuses).
+USAGE = 2
 
 
 class StartupError(Exception):
@@ -165,9 +170,12 @@ def check_backend_plan(settings: ServiceSettings) -> list[str]:
     for entry in settings.served_models:
         try:
             artifact = load_artifact(entry.artifact)
-            resolve_streams(settings, choose(settings, artifact))
-        except (ValueError, ExportError) as exc:
+        except ExportError as exc:
             sys.exit(f"error: {one_line(exc)}")
+        try:
+            resolve_streams(settings, choose(settings, artifact))
+        except ValueError as exc:
+            refuse(one_line(exc))
         name = entry.name or artifact.config.model_name
         if name in names:
             sys.exit(
@@ -176,6 +184,13 @@ def check_backend_plan(settings: ServiceSettings) -> list[str]:
             )
         names.append(name)
     return names
+
+
+def refuse(message: str) -> NoReturn:
+    """End the launcher with ``error: message`` on stderr and exit status ``USAGE``."""
+    sys.stderr.write(f"error: {message}\n")
+    sys.stderr.flush()
+    sys.exit(USAGE)
 
 
 def serving_line(settings: ServiceSettings, names: list[str], url: str) -> str:

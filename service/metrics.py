@@ -60,6 +60,16 @@ class StageMetrics:
     queue_depth: Gauge  # the model's: its tasks share one batcher
 
 
+@dataclass(frozen=True, slots=True)
+class CacheMetrics:
+    """One model's repeated-input cache (``service.cache``): inputs found (or repeated within a
+    request) and inputs computed, and the bytes it holds."""
+
+    hits: Counter
+    misses: Counter
+    bytes: Gauge
+
+
 @dataclass(frozen=True)
 class Metrics:
     """Every metric of a replica (``all``), and the few ways the service records them."""
@@ -78,6 +88,9 @@ class Metrics:
     input_tokens: Counter
     dropped_inputs: Counter
     queue_depth: Gauge
+    cache_hits: Counter
+    cache_misses: Counter
+    cache_bytes: Gauge
 
     def all(self) -> tuple[MetricWrapperBase, ...]:
         """Every metric object, for whoever needs their names (the dashboard's test)."""
@@ -95,6 +108,13 @@ class Metrics:
             self.request_inputs.labels(model, task),
             self.input_tokens.labels(model, task),
             self.queue_depth.labels(model),
+        )
+
+    def cache(self, model: str) -> CacheMetrics:
+        return CacheMetrics(
+            self.cache_hits.labels(model),
+            self.cache_misses.labels(model),
+            self.cache_bytes.labels(model),
         )
 
     def micro_batch_observer(self, model: str) -> Callable[[MicroBatchStats], None]:
@@ -227,6 +247,27 @@ def init(folder: Path | None) -> Metrics:
         Gauge(
             "embedserve_queue_depth",
             "Inputs waiting in or running through the batcher.",
+            ["model"],
+            multiprocess_mode="livesum",
+            registry=into,
+        ),
+        Counter(
+            "embedserve_cache_hits",
+            "Inputs answered without running them: found in the replica's cache, or repeating "
+            "an earlier input of the same request.",
+            ["model"],
+            registry=into,
+        ),
+        Counter(
+            "embedserve_cache_misses",
+            "Distinct inputs of a request not in the replica's cache: computed, then kept.",
+            ["model"],
+            registry=into,
+        ),
+        Gauge(
+            "embedserve_cache_bytes",
+            "Bytes the repeated-input cache holds (vectors, token ids and per-entry overhead); "
+            "summed over the node's live replicas.",
             ["model"],
             multiprocess_mode="livesum",
             registry=into,

@@ -5,7 +5,8 @@ task's pipeline (``service.tasks``), which checks them first. What it serves fol
 artifact's task: an embedder embeds, a reranker (one label) reranks and predicts, a classifier
 predicts. Blocking work runs on threads of
 its own, never on the event loop: tokenizing on the model's tokenizer thread, inference on the
-batcher's workers.
+batcher's workers. Inputs it has answered before come from its cache (``service.cache``)
+without queueing; a request's repeated inputs run once.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from models.tokenizer import Token, Tokenizer, TruncationSide
 from .backends import create_backends
 from .backends.base import Output, warm_up
 from .batching import DeadlineExceeded, QueueFull, TokenBudgetBatcher
+from .cache import MIB, VectorCache
 from .errors import ApiError
 from .metrics import Metrics
 from .protocol import Limit, LimitValue
@@ -63,6 +65,7 @@ class Result(Generic[Out]):
     token_count: int  # real tokens of its inputs
     queue_s: float
     inference_s: float
+    cached: int = 0  # inputs answered without running them (``service.cache``)
 
 
 class ServedModel:
@@ -110,6 +113,8 @@ class ServedModel:
             on_drop=metrics.drop_observer(self.name),
         )
         self._tokenizer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenize")
+        cache_bytes = int(settings.cache_mb * MIB)
+        self.cache = VectorCache(cache_bytes, metrics.cache(self.name)) if cache_bytes > 0 else None
 
     @property
     def limits(self) -> dict[Limit, LimitValue]:
@@ -189,10 +194,29 @@ class ServedModel:
     async def run(
         self, sequences: list[np.ndarray], output: Output, deadline: float | None = None
     ) -> Result[list[np.ndarray]]:
-        """Every input's ``output`` through the shared batcher, gathered in order.
+        """Every input's ``output``, in order: from the cache where it holds them, the distinct
+        rest (each once) through the shared batcher, then kept.
 
         ``deadline`` is a ``time.perf_counter()`` time: past it, queued inputs are dropped (504).
         """
+        cache = self.cache
+        if cache is None:
+            return await self._compute(sequences, output, deadline)
+        lookup = cache.lookup(output, sequences)
+        todo = lookup.first_indices()
+        token_count = int(sum(len(s) for s in sequences))
+        if not todo:  # every input answered from memory: nothing queued, nothing ran
+            outputs = cache.store(lookup, [])
+            return Result(outputs, token_count, 0.0, 0.0, cached=len(sequences))
+        ran = await self._compute([sequences[i] for i in todo], output, deadline)
+        outputs = cache.store(lookup, ran.outputs)
+        cached = len(sequences) - len(todo)
+        return Result(outputs, token_count, ran.queue_s, ran.inference_s, cached=cached)
+
+    async def _compute(
+        self, sequences: list[np.ndarray], output: Output, deadline: float | None
+    ) -> Result[list[np.ndarray]]:
+        """Every input's ``output`` through the shared batcher, gathered in order."""
         start = time.perf_counter()
         try:
             results = await self.batcher.submit(sequences, output, deadline)
@@ -256,6 +280,8 @@ class ServedModel:
                 **self.backends.streams[0].describe(),
             },
             "batching": self.batcher.config.model_dump(),
+            # This replica's cache of this model (service.cache); null: cache_mb 0.
+            "cache": None if self.cache is None else self.cache.describe(),
             "limits": {
                 "max_inputs": settings.max_inputs,
                 "max_body_bytes": settings.max_body_bytes,

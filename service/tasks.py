@@ -2,7 +2,9 @@
 
 ``pre`` turns a request's texts, (query, document) pairs or token ids into checked token id
 arrays (``service.checks``: empty, too many, too long, outside the vocabulary, ``dimensions`` out
-of range); ``core`` runs one *named* backend output for them through the model's shared batcher;
+of range); ``core`` runs one *named* backend output for them through the model's shared batcher,
+or takes it from the model's cache (``service.cache``: keyed by the output and the ids, which
+hold the prompt and the truncation, so ``post``'s options share an entry);
 ``post`` shapes that output into the answer (unit length and ``dimensions``, every token's
 vector as it is, or a classifier's logits as scores).
 A pipeline records its stages' metrics, labelled with model and task, and nothing else does.
@@ -125,11 +127,12 @@ class Pipeline:
         metrics.tokenize.observe(time.perf_counter() - start)
         metrics.request_inputs.observe(len(sequences))
         ran = await self.core(sequences, request.deadline)
-        metrics.queue.observe(ran.queue_s)
-        metrics.inference.observe(ran.inference_s)
+        if ran.cached < len(sequences):  # some ran: an all-cached request never queued
+            metrics.queue.observe(ran.queue_s)
+            metrics.inference.observe(ran.inference_s)
         metrics.input_tokens.inc(ran.token_count)
         outputs = self.spec.post(ran.outputs, request)
-        return Result(outputs, ran.token_count, ran.queue_s, ran.inference_s)
+        return Result(outputs, ran.token_count, ran.queue_s, ran.inference_s, ran.cached)
 
     async def pre(self, request: TaskRequest) -> list[np.ndarray]:
         """Checked token ids per input: texts tokenized (on the tokenizer thread) after the

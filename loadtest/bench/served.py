@@ -38,6 +38,7 @@ from .cpu import CpuBreakdown, breakdown, descendants, snapshot
 
 log = logging.getLogger(__name__)
 READY_LINE = "embedserve is serving"
+CACHE_OFF = {"EMBEDSERVE_CACHE_MB": "0"}  # every bench service but the cache section's
 STUB_DIM = 384  # the stub answers vectors of all-MiniLM-L6-v2's size: the client parses as much
 T = TypeVar("T")
 
@@ -108,11 +109,13 @@ def embedserve(
 ) -> Iterator[Server]:
     """A running ``python -m service`` (defaults, or with ``flags``, and ``EMBEDSERVE_*``
     settings in ``settings_env``) on a free 127.0.0.1 port; its URL. Stopped on exit.
-    Several artifacts: one service serving each model, the first the default."""
+    Several artifacts: one service serving each model, the first the default. The
+    repeated-input cache is off unless ``settings_env`` sets ``EMBEDSERVE_CACHE_MB``: the
+    workloads cycle through a fixed set of texts, and the bench measures computing them."""
     artifacts = [artifact] if isinstance(artifact, Path) else list(artifact)
     port = free_port()
     metrics_dir = tempfile.mkdtemp(prefix="embedserve-bench-metrics-")
-    env = {**os.environ, **(settings_env or {}), "EMBEDSERVE_METRICS_DIR": metrics_dir}
+    env = {**os.environ, **CACHE_OFF, **(settings_env or {}), "EMBEDSERVE_METRICS_DIR": metrics_dir}
     cmd = [
         sys.executable,
         "-m",

@@ -7,6 +7,13 @@ model's bf16 vectors at or above that floor; fp32 otherwise), else ONNX Runtime 
 A classifier (reranker) is served in fp32 unless bf16 is asked for: its answer is a score whose
 order a client acts on, and no floor like the embedders' cosine is set for scores; the export's
 measured bf16 difference is in the reason, for whoever weighs ``--precision bf16``.
+
+``auto`` never picks int8: it is opt-in (``--precision int8``), served from the artifact's
+calibrated ``model.int8.onnx`` by OpenVINO (int8 MatMuls on the CPU's int8 dot products, the
+rest in bf16 where the CPU has it) or, without OpenVINO, ONNX Runtime; the reason quotes the
+accuracy the export measured. A plan that cannot run (int8 without an int8 variant, bf16 on a
+CPU without it, a backend that does not run the precision) is a ``ValueError`` here, so that
+the launcher refuses it before Ray starts.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..settings import ServiceSettings
@@ -26,9 +34,11 @@ if TYPE_CHECKING:
 ACCURACY_FLOOR = 0.9999
 SUPPORTED = {
     "onnxruntime": ("fp32", "fp16", "int8"),
-    "openvino": ("fp32", "bf16"),
+    "openvino": ("fp32", "bf16", "int8"),
     "torch": ("fp32",),
 }
+# What ``auto`` tries on the CPU for a precision that was asked for, in order of preference.
+CPU_BACKENDS = ("openvino", "onnxruntime")
 
 
 @dataclass(frozen=True)
@@ -45,28 +55,73 @@ def _cuda_available() -> bool:
 
 
 def choose(settings: ServiceSettings, artifact: Artifact) -> Choice:
-    """Resolve ``auto`` for backend and precision, and say why."""
+    """Resolve ``auto`` for backend and precision, and say why; a ``ValueError`` (one line)
+    for a plan no replica could run."""
+    choice = _resolve(settings, artifact)
+    _check_runnable(choice, artifact, _native_bf16() if choice.precision == "bf16" else True)
+    if choice.precision == "int8":
+        return Choice(choice.backend, "int8", f"{choice.reason}; {int8_accuracy(artifact)}")
+    return choice
+
+
+def _resolve(settings: ServiceSettings, artifact: Artifact) -> Choice:
     backend: str = settings.backend
     precision: str = settings.precision
     if backend != "auto":
         if precision == "auto":
             precision = "fp16" if artifact.config.precision == "fp16" else "fp32"
-        if precision not in SUPPORTED[backend]:
-            raise ValueError(f"{backend} supports {SUPPORTED[backend]}, not {precision}")
         return Choice(backend, precision, f"asked for: --backend {backend} --precision {precision}")
     if settings.device == "cuda" and _cuda_available():
         precision = artifact.config.precision if precision == "auto" else precision
         return Choice("onnxruntime", precision, "auto: CUDA is present and was asked for")
-    if importlib.util.find_spec("openvino") is not None:
-        from .openvino import cpu_supports_bf16
-
-        if precision == "auto":
-            precision, why = _auto_cpu_precision(artifact, cpu_supports_bf16())
-        else:
-            why = f"asked for {precision}"
+    openvino = importlib.util.find_spec("openvino") is not None
+    if precision == "auto":
+        if not openvino:
+            return Choice("onnxruntime", "fp32", "auto: OpenVINO is not installed")
+        precision, why = _auto_cpu_precision(artifact, _native_bf16())
         return Choice("openvino", precision, f"auto: OpenVINO is installed; {why}")
-    precision = "fp32" if precision == "auto" else precision
-    return Choice("onnxruntime", precision, "auto: OpenVINO is not installed")
+    installed = [name for name in CPU_BACKENDS if openvino or name != "openvino"]
+    runs = [name for name in installed if precision in SUPPORTED[name]]
+    if not runs:
+        raise ValueError(f"no installed CPU backend runs {precision} ({', '.join(installed)})")
+    why = "OpenVINO is installed" if runs[0] == "openvino" else "OpenVINO is not installed"
+    if openvino and runs[0] != "openvino":
+        why = f"OpenVINO does not run {precision}"
+    return Choice(runs[0], precision, f"auto: {why}; asked for {precision}")
+
+
+def _native_bf16() -> bool:
+    if importlib.util.find_spec("openvino") is None:
+        return False
+    from .openvino import cpu_supports_bf16
+
+    return cpu_supports_bf16()
+
+
+def _check_runnable(choice: Choice, artifact: Artifact, native_bf16: bool) -> None:
+    """The chosen backend runs the precision, on this CPU, from a file the artifact has."""
+    backend, precision = choice.backend, choice.precision
+    if precision not in SUPPORTED[backend]:
+        raise ValueError(f"{backend} supports {SUPPORTED[backend]}, not {precision}")
+    if precision == "bf16" and backend == "openvino" and not native_bf16:
+        raise ValueError("bf16 needs a CPU with AVX512-BF16 or AMX; this one has neither")
+    if precision == "int8" and artifact.int8_path is None:
+        raise ValueError(
+            f"--precision int8 needs an int8 variant, and {artifact.root} has none: export it "
+            "with python -m export --quantize int8"
+        )
+
+
+def int8_accuracy(artifact: Artifact) -> str:
+    """The int8 variant's accuracy as the export measured it, for the choice's reason."""
+    config = artifact.config
+    if config.int8_min_cosine is None or config.int8_top10_agreement is None:
+        return "int8 accuracy not measured at export (an older, dynamic int8 export?)"
+    return (
+        f"int8 calibrated at export: min cosine {config.int8_min_cosine:.4f} to fp32 (mean "
+        f"{config.int8_mean_cosine or 0:.5f}), top-10 neighbour agreement "
+        f"{config.int8_top10_agreement:.3f} on real text"
+    )
 
 
 def _auto_cpu_precision(artifact: Artifact, native_bf16: bool) -> tuple[str, str]:
@@ -133,16 +188,24 @@ def create_backends(settings: ServiceSettings, artifact: Artifact) -> Backends:
         source = artifact.manifest["model"]["source"]
         return Backends([TorchBackend(source, threads, settings.device)], None, choice)
     if choice.backend == "openvino":
-        from .openvino import compile_streams
+        from .openvino import compile_streams, read_model
 
-        path, precision = artifact.model_path, choice.precision
-        whole = compile_streams(path, threads, precision)[0] if streams > 1 else None
-        return Backends(compile_streams(path, threads, precision, streams), whole, choice)
+        path, precision = _model_file(artifact, choice), choice.precision
+        model = read_model(path)  # read once: the streams and ``whole`` share its weights
+        whole = compile_streams(path, threads, precision, model=model)[0] if streams > 1 else None
+        return Backends(
+            compile_streams(path, threads, precision, streams, model=model), whole, choice
+        )
     from .onnxruntime import OnnxRuntimeBackend
 
-    path = artifact.variant("int8") if choice.precision == "int8" else artifact.model_path
+    path = _model_file(artifact, choice)
     backend = OnnxRuntimeBackend(path, threads, settings.device, choice.precision)
     return Backends([backend], None, choice)
+
+
+def _model_file(artifact: Artifact, choice: Choice) -> Path:
+    """The graph a precision runs: the int8 variant for int8, else ``model.onnx``."""
+    return artifact.variant("int8") if choice.precision == "int8" else artifact.model_path
 
 
 def create_backend(settings: ServiceSettings, artifact: Artifact) -> tuple[Backend, Choice]:

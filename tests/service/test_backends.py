@@ -19,11 +19,12 @@ import numpy as np
 import pytest
 
 from common.arrays import encode_batches, normalize_rows, pad
-from export.artifact import load_artifact
+from export.artifact import Artifact, load_artifact
 from service.backends import (
     ACCURACY_FLOOR,
     Choice,
     _auto_cpu_precision,
+    _check_runnable,
     choose,
     create_backend,
     create_backends,
@@ -160,6 +161,49 @@ def test_unsupported_precision_is_refused(minilm_artifact: Path) -> None:
     settings = ServiceSettings(artifact=minilm_artifact, backend="torch", precision="bf16")
     with pytest.raises(ValueError, match="torch supports"):
         choose(settings, load_artifact(minilm_artifact))
+
+
+def _with_int8(artifact: Artifact, measured: float | None = 0.996) -> Artifact:
+    """``artifact`` as if exported with ``--quantize int8`` (its fp32 graph stands in for the
+    int8 file: only the choice is under test here; tests/export/test_quantize.py serves one)."""
+    config = replace(artifact.config, int8_min_cosine=measured, int8_top10_agreement=measured)
+    return replace(artifact, int8_path=artifact.model_path, config=config)
+
+
+def test_auto_never_picks_int8_and_int8_asked_for_is_openvino_quoting_its_accuracy(
+    minilm_artifact: Path,
+) -> None:
+    artifact = _with_int8(load_artifact(minilm_artifact))
+    assert choose(ServiceSettings(artifact=minilm_artifact), artifact).precision != "int8"
+    int8 = ServiceSettings(artifact=minilm_artifact, precision="int8")
+    asked = choose(int8, artifact)
+    expected = "openvino" if importlib.util.find_spec("openvino") else "onnxruntime"
+    assert (asked.backend, asked.precision) == (expected, "int8")
+    assert (
+        "min cosine 0.9960" in asked.reason and "top-10 neighbour agreement 0.996" in asked.reason
+    )
+    older = choose(
+        ServiceSettings(artifact=minilm_artifact, precision="int8"), _with_int8(artifact, None)
+    )
+    assert "not measured at export" in older.reason
+
+
+@pytest.mark.parametrize("backend", ["auto", "openvino", "onnxruntime"])
+def test_int8_without_an_int8_variant_is_refused(minilm_artifact: Path, backend: str) -> None:
+    settings = ServiceSettings(artifact=minilm_artifact, backend=backend, precision="int8")
+    with pytest.raises(ValueError, match="needs an int8 variant.*--quantize int8"):
+        choose(settings, load_artifact(minilm_artifact))
+
+
+def test_bf16_on_a_cpu_without_it_and_fp16_on_openvino_are_refused(minilm_artifact: Path) -> None:
+    artifact = load_artifact(minilm_artifact)
+    with pytest.raises(ValueError, match="bf16 needs a CPU with AVX512-BF16 or AMX"):
+        _check_runnable(Choice("openvino", "bf16", "test"), artifact, native_bf16=False)
+    with pytest.raises(ValueError, match="openvino supports"):
+        _check_runnable(Choice("openvino", "fp16", "test"), artifact, native_bf16=True)
+    # auto asked for fp16 on the CPU takes the backend that runs it.
+    settings = ServiceSettings(artifact=minilm_artifact, precision="fp16")
+    assert choose(settings, artifact).backend == "onnxruntime"
 
 
 def test_torch_reference_backend_matches_the_model(minilm_artifact: Path, minilm, corpus) -> None:

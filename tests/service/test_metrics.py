@@ -30,6 +30,9 @@ NAMES = {
     "embedserve_input_tokens": "counter",
     "embedserve_dropped_inputs": "counter",
     "embedserve_queue_depth": "gauge",
+    "embedserve_cache_hits": "counter",
+    "embedserve_cache_misses": "counter",
+    "embedserve_cache_bytes": "gauge",
 }
 
 
@@ -42,6 +45,10 @@ recorded = metrics.init(Path(sys.argv[1]))
 recorded.observe_request("/embed", "m", 200, 0.01)
 recorded.stage("m", "embed").input_tokens.inc(int(sys.argv[2]))
 recorded.drop_observer("m")("deadline", 1)
+cache = recorded.cache("m")
+cache.hits.inc(3)
+cache.misses.inc(2)
+cache.bytes.set(int(sys.argv[2]) * 1000)
 """
 
 
@@ -78,7 +85,8 @@ def from_folder(folder: Path) -> dict[str, float]:
         s.name: s.value
         for f in text_string_to_metric_families(text)
         for s in f.samples
-        if s.name.endswith("_total") and s.labels.get("reason", "deadline") == "deadline"
+        if (s.name.endswith("_total") and s.labels.get("reason", "deadline") == "deadline")
+        or s.name == "embedserve_cache_bytes"
     }
 
 
@@ -92,9 +100,13 @@ def test_a_replica_writes_its_samples_to_the_folder_and_the_next_clears_them(
         "embedserve_requests_total": 1,
         "embedserve_input_tokens_total": 7,
         "embedserve_dropped_inputs_total": 1,
+        "embedserve_cache_hits_total": 3,
+        "embedserve_cache_misses_total": 2,
+        "embedserve_cache_bytes": 7000,  # a live-summed gauge: its file is the process's own
     }
     replica(folder, 5)  # a new replica drops what a process that is gone left behind
     assert from_folder(folder)["embedserve_input_tokens_total"] == 5
+    assert from_folder(folder)["embedserve_cache_bytes"] == 5000
 
 
 @pytest.fixture(scope="module")

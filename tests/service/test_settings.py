@@ -26,6 +26,15 @@ def test_file_then_env_then_cli(tmp_path: Path) -> None:
     assert settings.host == "127.0.0.1"  # an unset flag does not override
 
 
+def test_cache_mb_is_on_by_default_and_set_like_every_setting(tmp_path: Path) -> None:
+    assert load_settings(environ={}).cache_mb == 64
+    config = tmp_path / "embedserve.yaml"
+    config.write_text("cache_mb: 16\n")
+    assert load_settings(config, environ={}).cache_mb == 16
+    assert load_settings(config, environ={"EMBEDSERVE_CACHE_MB": "0"}).cache_mb == 0
+    assert load_settings(config, {"cache_mb": 0.5}, {"EMBEDSERVE_CACHE_MB": "0"}).cache_mb == 0.5
+
+
 def test_api_keys_from_env_are_secret() -> None:
     settings = load_settings(environ={"EMBEDSERVE_API_KEY": "k1, k2"})
     assert [k.get_secret_value() for k in settings.api_keys] == ["k1", "k2"]
@@ -40,6 +49,7 @@ def test_api_keys_from_env_are_secret() -> None:
         {"max_ongoing_requests": 1},
         {"colour": "blue"},
         {"batching": {"max_batch_size": 0}},
+        {"cache_mb": -1},
     ],
 )
 def test_invalid_settings_are_rejected(bad: dict) -> None:

@@ -1,4 +1,5 @@
-"""``python -m service`` that cannot start says why in one line and exits 1, in bounded time.
+"""``python -m service`` that cannot start says why in one line and exits 1 (2: a backend and
+precision no replica could run, refused before Ray starts), in bounded time.
 
 Each case runs the real launcher. The broken-file cases the launcher catches before Ray starts
 take seconds; the others start Ray and let a replica fail (or never be placed), a minute each.
@@ -117,15 +118,18 @@ def test_a_model_the_runtime_cannot_read_fails_the_replica_in_one_line(
     )
 
 
-@pytest.mark.ray  # starts Ray
-def test_a_precision_the_artifact_lacks_fails_the_replica_in_one_line(
+def test_a_precision_the_artifact_lacks_is_refused_before_ray_starts(
     minilm_artifact: Path,
 ) -> None:
-    """int8 is an ONNX Runtime precision, but this artifact was exported without it."""
+    """A plan no replica could run (int8 on an artifact exported without it) is refused by the
+    launcher with exit status 2, before Ray starts."""
     done = launch(
         "--artifact", str(minilm_artifact), "--backend", "onnxruntime", "--precision", "int8"
     )
-    assert_one_line_error(done, "the replica failed to start: ArtifactError:", "no int8 model")
+    assert done.returncode == 2, done.stderr[-4000:]
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --precision int8 needs an int8 variant")
+    assert "Started a local Ray instance" not in done.stderr
 
 
 @pytest.mark.ray  # starts Ray
