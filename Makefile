@@ -30,9 +30,10 @@ test: $(STAMP)
 	$(PY) -m pytest -m "not slow"
 
 # Offline and served benchmarks on the same texts, quality of service under load, then
-# all-mpnet-base-v2 beside MiniLM, then a reranker and two models in one service; rewrites
-# docs/benchmarks.md (about 18 minutes; the first run also exports all-mpnet-base-v2 and builds
-# and exports the reranker to artifacts/). BENCH_ARGS="--only mpnet" or "--only rerank" runs
+# all-mpnet-base-v2 beside MiniLM, a reranker and two models in one service, then int8, the
+# repeated-input cache, the W3 profile and the footprint; rewrites docs/benchmarks.md (about 30
+# minutes; the first run also exports all-mpnet-base-v2 and builds and exports the reranker to
+# artifacts/). BENCH_ARGS="--only KEY" (mpnet, rerank, int8, cache, profile, footprint) runs
 # only that section.
 bench: $(STAMP) $(MPNET_STAMP)
 	$(PY) -m loadtest.bench $(BENCH_ARGS)

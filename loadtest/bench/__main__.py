@@ -4,9 +4,11 @@ Phases: the fp32 PyTorch reference vectors; offline rounds (sentence-transformer
 embedserve CPU backend); the load generator against a stub; embedserve served (W1-W4, then W2
 paired with its own backend offline, then quality of service under load, ``qos``); the models
 beside MiniLM (``extra_models``: all-mpnet-base-v2); a reranker beside MiniLM and several models
-in one service (``rerank``); with ``--studies`` only, issue 8's one-off optimisation studies
-(``studies``); finally results.json, the plots and the Markdown. ``--only mpnet`` (or
-``--only rerank``) runs that section alone and merges it into the last results.
+in one service (``rerank``); the calibrated int8 path, the repeated-input cache, the W3 profile
+and the footprint (``sections``); with ``--studies`` only, issue 8's one-off optimisation
+studies (``studies``); finally results.json, the plots and the Markdown. ``--only KEY`` (mpnet,
+rerank, int8, cache, profile, footprint) runs that section alone and merges it into the last
+results.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from . import (  # noqa: E402
     report_extra,
     report_rerank,
     rerank,
+    sections,
     served,
     studies,
 )
@@ -104,9 +107,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--only",
-        choices=sorted([*extra_models.EXTRA_MODELS, rerank.KEY]),
-        help="run only this section (a model beside MiniLM, or the reranker and several models; "
-        "about 3 min each); it replaces that section in the results.json beside --doc and "
+        choices=sorted([*extra_models.EXTRA_MODELS, rerank.KEY, *sections.SECTIONS]),
+        help="run only this section (a model beside MiniLM, the reranker and several models, or "
+        "one of loadtest.bench.sections; about 3 min each); it replaces that section in the results.json beside --doc and "
         "re-renders --doc from them, or prints the section alone when there are no results yet",
     )
     return p.parse_args(argv)
@@ -264,7 +267,15 @@ def only_section(args: argparse.Namespace, assets: Path) -> int:
     else:
         results = None
         log.info("no %s: the section alone follows", saved)
-    if args.only == rerank.KEY:
+    if args.only in sections.SECTIONS:
+        found_section = sections.measure(
+            args.only, args.artifact, args.threads, time_scale(args), work_dir()
+        )
+        lines = sections.render({args.only: found_section}, machine().cores)
+        ok = True
+        if results is not None:
+            results.sections[args.only] = found_section
+    elif args.only == rerank.KEY:
         found, skipped = rerank.measure_or_skip(
             args.artifact, args.threads, time_scale(args), work_dir()
         )
@@ -358,6 +369,13 @@ def main(argv: list[str] | None = None) -> int:
         args.artifact, args.threads, time_scale(args), work_dir()
     )
 
+    measured_sections = {}
+    for key in sections.SECTIONS:
+        log.info("section %s", key)
+        measured_sections[key] = sections.measure(
+            key, args.artifact, args.threads, time_scale(args), work_dir()
+        )
+
     found = None
     if args.studies:
         log.info("studies (issue 8): server variants back to back, then offline")
@@ -413,6 +431,7 @@ def main(argv: list[str] | None = None) -> int:
         extra_models_skipped=extra_skipped,
         rerank=reranked,
         rerank_skipped=rerank_skipped,
+        sections=measured_sections,
     )
     assets.mkdir(parents=True, exist_ok=True)
     (assets / "results.json").write_text(results.model_dump_json(indent=2) + "\n")

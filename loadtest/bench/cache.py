@@ -210,20 +210,3 @@ def section(found: dict[str, Any], cores: int) -> list[str]:
         f"its last bits, with or without the cache.",
         "",
     ]
-
-
-if __name__ == "__main__":
-    import argparse
-    import sys
-    import tempfile
-
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    parser = argparse.ArgumentParser(prog="python -m loadtest.bench.cache", description=__doc__)
-    parser.add_argument("--artifact", type=Path, default=Path("artifacts/all-MiniLM-L6-v2"))
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--scale", type=float, default=1.0)
-    args = parser.parse_args()
-    served.ensure_artifact(args.artifact, "all-MiniLM-L6-v2")
-    with tempfile.TemporaryDirectory(prefix="bench-cache-") as folder:
-        found = measure(args.artifact, args.threads, args.scale, Path(folder))
-    sys.stdout.write("\n".join(section(found, os.cpu_count() or 1)) + "\n")

@@ -25,7 +25,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
 from common import texts
@@ -235,26 +234,3 @@ def section(found: dict, cores: int) -> list[str]:
         f"a lone input) beside the streams, {backends['whole=no']['rss_mb']:.0f} MiB without it.",
     ]
     return lines
-
-
-Measure = Callable[[Path, int, float, Path], dict]
-Section = Callable[[dict, int], list[str]]
-
-
-def section_main(key: str, doc: str, measure: Measure, section: Section) -> None:
-    """``python -m loadtest.bench.<key>``: a section module's measure, then its Markdown."""
-    import argparse
-
-    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
-    parser.add_argument("--artifact", type=Path, default=Path("artifacts/all-MiniLM-L6-v2"))
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--scale", type=float, default=1.0, help="multiplies every duration")
-    parser.add_argument("--work", type=Path, default=Path(f"/tmp/embedserve-bench-{key}"))
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    found = measure(args.artifact, args.threads, args.scale, args.work)
-    print("\n".join(section(found, args.threads)))  # noqa: T201
-
-
-if __name__ == "__main__":
-    section_main(KEY, __doc__ or "", measure, section)

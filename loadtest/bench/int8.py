@@ -142,21 +142,3 @@ def section(found: dict, cores: int) -> list[str]:
             f"{r['top10_agreement']:.3f} | {r['ratio']['w2']:.2f}× | {r['ratio']['w3']:.2f}× |"
         )
     return lines
-
-
-def main() -> None:
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--artifact", type=Path, default=Path("artifacts/all-MiniLM-L6-v2"))
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--scale", type=float, default=1.0)
-    parser.add_argument("--work", type=Path, default=Path("/tmp/embedserve-bench-int8"))
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    found = measure(args.artifact, args.threads, args.scale, args.work)
-    print("\n".join(section(found, args.threads)))  # noqa: T201
-
-
-if __name__ == "__main__":
-    main()

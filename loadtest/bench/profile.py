@@ -327,9 +327,3 @@ def section(found: dict, cores: int) -> list[str]:
         f" ms** (medians of {len(w1['pairs'])} alternated pairs).",
     ]
     return lines
-
-
-if __name__ == "__main__":
-    from .footprint import section_main
-
-    section_main(KEY, __doc__ or "", measure, section)

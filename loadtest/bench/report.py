@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..stats import LatencyStats
-from . import report_rerank
+from . import report_rerank, sections
 from .report_extra import extra_models
 from .results import (
     BULK_PHASES,
@@ -139,6 +139,7 @@ def render(results: BenchResults) -> str:
     out += served_vs_offline(results) + cpu_budget(results) + long_passage_flops(results)
     out += extra_models(results)
     out += report_rerank.section(results.rerank, results.rerank_skipped, m.cores)
+    out += sections.render(results.sections, m.cores)
     out += optimisations(results) + server_split(results)
     out += sweep(results) + qos(results)
     out += client(results) + plots_section(results) + notes(results)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel
@@ -406,3 +406,4 @@ class BenchResults(BaseModel):
     extra_models_skipped: dict[str, str] = {}  # model -> why it was not measured
     rerank: RerankResult | None = None  # a reranker beside MiniLM, several models (issue 17)
     rerank_skipped: str | None = None  # why the rerank section was not measured
+    sections: dict[str, dict[str, Any]] = {}  # loadtest.bench.sections' results, by KEY

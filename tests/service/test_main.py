@@ -27,7 +27,7 @@ import httpx
 import pytest
 
 from service.__main__ import main, parse_args, serving_line
-from service.settings import ModelEntry, ServiceSettings
+from service.settings import ModelEntry, ServiceSettings, load_settings
 
 from ..helpers import cosine, embed, free_port
 from .conftest import wait_healthy
@@ -261,6 +261,12 @@ def test_a_plan_no_replica_could_run_is_refused_before_ray_starts(
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
+
+
+def test_cache_mb_reaches_the_settings() -> None:
+    assert load_settings(*parse_args(["--cache-mb", "0"])).cache_mb == 0
+    default = ServiceSettings.model_fields["cache_mb"].default
+    assert default > 0 and load_settings(*parse_args([])).cache_mb == default
 
 
 def test_a_repeated_artifact_serves_several_models() -> None:
