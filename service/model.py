@@ -50,6 +50,11 @@ TASKS_OF: dict[str, tuple[Task, ...]] = {
 # Texts per job on the tokenizer thread: a large request is tokenized a chunk at a time, so a
 # small request that arrives meanwhile waits for one chunk (a few ms), not the whole request.
 TOKENIZE_CHUNK = 32
+# A request of at most this many characters is tokenized on the event loop: the hop to the
+# tokenizer thread and back (two thread wake-ups) cost a served sentence far more than its
+# tokenizing (19 us for 19 characters, ~110 us for 256; a 1228-character passage 680 us, too
+# long to hold the loop). W1 served p50 and the tokenize stage: docs/benchmarks.md.
+INLINE_TOKENIZE_CHARS = 256
 # What text-embeddings-inference answers for a prompt_name the model lacks: its tokenizer
 # raises TextEmbeddingsError::Validation (core/src/tokenization.rs, prepare_pre_prompt), which
 # router/src/http/server.rs (impl From<&ErrorType> for StatusCode) maps to 422 Unprocessable
@@ -66,6 +71,25 @@ class Result(Generic[Out]):
     queue_s: float
     inference_s: float
     cached: int = 0  # inputs answered without running them (``service.cache``)
+
+
+def deadline_exceeded() -> ApiError:
+    return ApiError(
+        504, "the request's deadline passed before its inputs could run", code="deadline_exceeded"
+    )
+
+
+def _characters(texts: Sequence[object]) -> int:
+    """Characters of texts and (query, document) pairs, counted up to the inline bound."""
+    total = 0
+    for item in texts:
+        if isinstance(item, str):
+            total += len(item)
+        elif isinstance(item, tuple):
+            total += sum(len(text) for text in item)
+        if total > INLINE_TOKENIZE_CHARS:
+            break
+    return total
 
 
 class ServedModel:
@@ -176,7 +200,10 @@ class ServedModel:
     async def _on_tokenizer_thread(
         self, work: Callable[[list[X]], list[T]], texts: Sequence[X]
     ) -> list[T]:
-        """``work(texts)`` on the tokenizer thread, ``TOKENIZE_CHUNK`` texts (or pairs) a job."""
+        """``work(texts)`` on the tokenizer thread, ``TOKENIZE_CHUNK`` texts (or pairs) a job;
+        inline for a request short enough (``INLINE_TOKENIZE_CHARS``)."""
+        if _characters(texts) <= INLINE_TOKENIZE_CHARS:
+            return work(list(texts))
         loop = asyncio.get_running_loop()
         out: list[T] = []
         for start in range(0, len(texts), TOKENIZE_CHUNK):
@@ -202,6 +229,8 @@ class ServedModel:
         cache = self.cache
         if cache is None:
             return await self._compute(sequences, output, deadline)
+        if deadline is not None and time.perf_counter() >= deadline:
+            raise deadline_exceeded()  # as a miss would be: dropped from the queue
         lookup = cache.lookup(output, sequences)
         todo = lookup.first_indices()
         token_count = int(sum(len(s) for s in sequences))
@@ -228,11 +257,7 @@ class ServedModel:
                 headers={"Retry-After": str(max(1, math.ceil(full.retry_after_s)))},
             ) from None
         except DeadlineExceeded:
-            raise ApiError(
-                504,
-                "the request's deadline passed before its inputs could run",
-                code="deadline_exceeded",
-            ) from None
+            raise deadline_exceeded() from None
         first = min(r.started for r in results)
         return Result(
             outputs=[r.vector for r in results],

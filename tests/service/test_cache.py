@@ -183,6 +183,19 @@ def test_a_hit_is_bit_for_bit_the_miss_and_a_cacheless_answer(
     assert raw == plain.post("/embed", json={"inputs": request, "normalize": False}).json()
 
 
+def test_a_hit_past_its_deadline_is_504_as_a_miss_would_be(
+    cached_and_not: tuple[InProcessClient, InProcessClient],
+) -> None:
+    cached, plain = cached_and_not
+    request = {"input": texts.sentences()[30:32]}
+    expired = {"x-request-timeout-ms": "1e-9"}
+    assert cached.post("/v1/embeddings", json=request).status_code == 200  # now cached
+    for client in (cached, plain):
+        answer = client.post("/v1/embeddings", json=request, headers=expired)
+        assert answer.status_code == 504, answer.text
+        assert answer.json()["error"]["code"] == "deadline_exceeded"
+
+
 def test_token_embeddings_hit_equals_miss(
     cached_and_not: tuple[InProcessClient, InProcessClient],
 ) -> None:

@@ -18,8 +18,9 @@ from ..helpers import cosine, embed
 def url(deploy: Callable[..., str]) -> str:
     # fp32, so batch-composition invariance can be held to 1e-5; two CPUs, so two streams.
     # Bursts of 64 clients are admitted whatever this machine's speed: admission is test_qos's.
+    # No repeated-input cache: these tests send the same inputs again to watch them batch.
     batching = {"max_batch_size": 8, "batch_wait_timeout_s": 0.05, "max_queue_wait_s": 600}
-    return deploy(precision="fp32", num_cpus=2, batching=batching)
+    return deploy(precision="fp32", num_cpus=2, batching=batching, cache_mb=0)
 
 
 @pytest.fixture(scope="module")

@@ -169,7 +169,8 @@ def test_lost_replica_answers_503_json_with_retry_after(deploy: Callable[..., st
     import ray
     from ray import serve
 
-    url = deploy(batching={"max_queue_wait_s": 600})  # every request held, none refused
+    # Every request held, none refused; no cache, so the same passages all run.
+    url = deploy(batching={"max_queue_wait_s": 600}, cache_mb=0)
     serve_client = serve.context._get_global_client()
     assert serve_client is not None, "Serve is not started"
     details = serve_client.get_serve_details()
