@@ -4,8 +4,9 @@ A replica holds one per model it serves (``service.engine``); requests reach it 
 task's pipeline (``service.tasks``), which checks them first. What it serves follows from the
 artifact's task: an embedder embeds, a reranker (one label) reranks and predicts, a classifier
 predicts. Blocking work runs on threads of
-its own, never on the event loop: tokenizing on the model's tokenizer thread, inference on the
-batcher's workers. Inputs it has answered before come from its cache (``service.cache``)
+its own, not on the event loop: tokenizing on the model's tokenizer thread (a request of a few
+short texts is tokenized in place, cheaper than the hop: ``INLINE_TOKENIZE_CHARS``), inference
+on the batcher's workers. Inputs it has answered before come from its cache (``service.cache``)
 without queueing; a request's repeated inputs run once.
 """
 

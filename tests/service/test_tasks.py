@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from service.engine import Registry
 from service.errors import ApiError
-from service.model import Result
+from service.model import INLINE_TOKENIZE_CHARS, Result
 from service.settings import ServiceSettings
 from service.tasks import Outputs, Task, TaskRequest
 
@@ -105,3 +105,25 @@ def test_stage_metrics_carry_model_and_task(registry: Registry) -> None:
     assert result.token_count == 3
     assert after["embed_tokens"] - before["embed_tokens"] == 3
     assert after["embed"] == before["embed"]
+
+
+def test_short_requests_tokenize_inline_as_the_tokenizer_thread_does(registry: Registry) -> None:
+    """A request under ``INLINE_TOKENIZE_CHARS`` is tokenized on the event loop, a longer one on
+    the tokenizer thread: the same texts and pairs get the same ids either way."""
+    model = registry.default
+    short = ["a cat sat on the mat", "stock markets fell"]
+    pairs = [("what is ray?", "a serving library")]
+    filler = "word " * (INLINE_TOKENIZE_CHARS // 4)  # pushes the request past the bound
+    limit = model.max_length
+
+    async def both() -> tuple[list[list[int]], ...]:
+        return (
+            await model.tokenize(short, "right", limit),
+            await model.tokenize([*short, filler], "right", limit),
+            await model.tokenize_pairs(pairs, "right", limit),
+            await model.tokenize_pairs([*pairs, (filler, filler)], "right", limit),
+        )
+
+    inline, threaded, inline_pairs, threaded_pairs = asyncio.run(both())
+    assert inline == threaded[: len(short)]
+    assert inline_pairs == threaded_pairs[: len(pairs)]
