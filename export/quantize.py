@@ -10,8 +10,8 @@ What stays in float: attention's two activation-by-activation MatMuls (Q·Kᵀ a
 quantising the scores' inputs bought no speed at MiniLM's sizes. Keeping the feed-forward's
 down-projections in float too (``ffn_down``) lifts MiniLM's top-10 agreement from 0.951 to 0.969
 but cost all of int8's speed as served (0.86-0.92× bf16 against 1.37-1.52×), so the export
-keeps attention alone (docs/export.md has the measurements; ``python -m loadtest.bench.int8``
-re-measures them).
+keeps attention alone (docs/export.md has the measurements;
+``python -m loadtest.bench --only int8`` re-measures them).
 
 Two methods, both measured (``METHODS``): OpenVINO's NNCF (``ModelType.TRANSFORMER``: SmoothQuant,
 bias correction, mixed preset) and ONNX Runtime's ``quantize_static`` (QDQ, per-channel

@@ -81,9 +81,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Path | None, dict[str, An
     p.add_argument("--num-cpus", type=float, help="CPU budget per replica (its runtime threads)")
     p.add_argument("--num-gpus", type=float)
     p.add_argument("--streams", type=int, help="inference streams per replica (0: auto)")
-    p.add_argument(
-        "--cache-mb", type=float, help="MiB of each replica's cache of each model's answers (0: off)"
-    )
+    p.add_argument("--cache-mb", type=float, help="MiB of each replica's cache per model (0: off)")
     p.add_argument("--max-ongoing-requests", type=int)
     p.add_argument("--max-queued-requests", type=int)
     p.add_argument("--api-key", action="append", dest="api_keys", help="repeat for several keys")

@@ -109,8 +109,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--only",
         choices=sorted([*extra_models.EXTRA_MODELS, rerank.KEY, *sections.SECTIONS]),
         help="run only this section (a model beside MiniLM, the reranker and several models, or "
-        "one of loadtest.bench.sections; about 3 min each); it replaces that section in the results.json beside --doc and "
-        "re-renders --doc from them, or prints the section alone when there are no results yet",
+        "one of loadtest.bench.sections; 3-8 min each); it replaces that section in the "
+        "results.json beside --doc and re-renders --doc from them, or prints the section alone "
+        "when there are no results yet",
     )
     return p.parse_args(argv)
 
