@@ -306,7 +306,8 @@ class ClassifierModel:
         self, inputs: list[str] | list[tuple[str, str]], batch_size: int = 32
     ) -> np.ndarray:
         """(n, num_labels) float32 raw logits; inputs are sorted by length so batches pad
-        little. A pair is tokenized with the pair template, the document cut first."""
+        little. A pair is tokenized with the pair template, cut from its longer side first
+        (transformers' ``longest_first``, as CrossEncoder cuts it)."""
         if not inputs:
             return np.empty((0, self.config.num_labels), dtype=np.float32)
 
