@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     GetJsonSchemaHandler,
@@ -126,6 +127,14 @@ def _direction(value: object) -> object:
     return value.lower() if isinstance(value, str) else value
 
 
+# TEI's truncation side, in any case.
+Direction = Annotated[
+    Literal["right", "left"],
+    BeforeValidator(_direction),
+    Documented({"enum": ["right", "left", "Right", "Left"], "description": "any case"}),
+]
+
+
 class TeiEmbedRequest(BaseModel):
     """``POST /embed`` and ``/embed_all``, as in text-embeddings-inference."""
 
@@ -141,14 +150,6 @@ class TeiEmbedRequest(BaseModel):
         "default: the model's default prompt",
     )
 
-    _lower = field_validator("truncation_direction", mode="before")(_direction)
-
-
-Direction = Annotated[
-    Literal["right", "left"],
-    Documented({"enum": ["right", "left", "Right", "Left"], "description": "any case"}),
-]
-
 
 class TeiRerankRequest(BaseModel):
     """``POST /rerank``, as in text-embeddings-inference: ``query`` against each of ``texts``."""
@@ -161,8 +162,6 @@ class TeiRerankRequest(BaseModel):
     truncation_direction: Direction = "right"
     raw_scores: StrictBool = Field(False, description="the logit, not its sigmoid")
     return_text: StrictBool = False
-
-    _lower = field_validator("truncation_direction", mode="before")(_direction)
 
 
 class CohereDocument(BaseModel):
@@ -214,8 +213,6 @@ class TeiPredictRequest(BaseModel):
     truncate: StrictBool | None = Field(None, description="default: the server's setting")
     truncation_direction: Direction = "right"
     raw_scores: StrictBool = Field(False, description="the logits, not their softmax/sigmoid")
-
-    _lower = field_validator("truncation_direction", mode="before")(_direction)
 
 
 class TokenizeRequest(BaseModel):
