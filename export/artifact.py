@@ -11,6 +11,10 @@ Layout of an artifact folder::
     model.onnx.data        its weights, only when exported with external data (large models)
     model.optimized.onnx   optional: ONNX Runtime transformer fusions (--optimize)
     model.int8.onnx        optional: static int8 (QDQ) calibrated on real text (--quantize int8)
+    calibration.npy        an embedder's raw sentence_embedding (N, D) float32 for real calibration
+                           texts (export.calibrate): the per-dimension ranges of the service's
+                           int8/uint8 embedding types; absent for rerank/classify, for a model
+                           without a tokenizer, and in artifacts exported before it existed
     tokenizer.json         the tokenizer, absent when the source model had none
     serving_config.json    what the service needs to run the model (see ServingConfig)
     manifest.json          provenance, hashes of every other file, validation report
@@ -32,6 +36,7 @@ FORMAT_VERSION = 1
 MODEL_FILE = "model.onnx"
 OPTIMIZED_FILE = "model.optimized.onnx"
 INT8_FILE = "model.int8.onnx"
+CALIBRATION_FILE = "calibration.npy"
 TOKENIZER_FILE = "tokenizer.json"
 SERVING_CONFIG_FILE = "serving_config.json"
 MANIFEST_FILE = "manifest.json"
@@ -225,6 +230,7 @@ class Artifact:
     tokenizer_path: Path | None
     optimized_path: Path | None
     int8_path: Path | None
+    calibration_path: Path | None = None  # CALIBRATION_FILE, when the export wrote one
 
     def variant(self, name: Variant = "default") -> Path:
         """Path of one model variant; an error naming what exists when it was not exported."""
@@ -330,4 +336,5 @@ def load_artifact(folder: str | Path, *, verify_hashes: bool = True) -> Artifact
         tokenizer_path=tokenizer,
         optimized_path=optional(OPTIMIZED_FILE),
         int8_path=optional(INT8_FILE),
+        calibration_path=optional(CALIBRATION_FILE),
     )

@@ -19,6 +19,7 @@ from models import Tokenizer
 from . import artifact as fmt
 from .artifact import with_int8
 from .bf16 import bf16_agreement, bf16_score_agreement, native_bf16_reason
+from .calibrate import write_calibration
 from .errors import ValidationError
 from .manifest import build_manifest, file_entries, idempotence
 from .onnx_export import (
@@ -83,6 +84,9 @@ def export_model(options: ExportOptions) -> ExportResult:
         if cfg.task != "embedding":
             result.append(f"{cfg.task}, labels {source.labels}")
         options.check_source(cfg.task, source.tokenizer_file is not None)
+    # An embedder with a tokenizer gets calibration vectors (real text needs the tokenizer),
+    # written in the write step: the step count is printed before the source is known.
+    calibrate = cfg.task == "embedding" and source.tokenizer_file is not None
 
     staging = make_staging(output)
     work = Path(tempfile.mkdtemp(prefix="export-work-"))
@@ -182,9 +186,15 @@ def export_model(options: ExportOptions) -> ExportResult:
                 extras["int8"] = {"file": fmt.INT8_FILE, "recipe": recipe, **accuracy}
                 result.append(_int8_text(accuracy))
 
-        with progress.step("write", "write tokenizer, serving config, manifest") as result:
+        written = "tokenizer, calibration vectors" if calibrate else "tokenizer"
+        with progress.step("write", f"write {written}, serving config, manifest") as result:
             if source.tokenizer_file is not None:
                 shutil.copyfile(source.tokenizer_file, staging / fmt.TOKENIZER_FILE)
+            if calibrate:
+                assert source.tokenizer_file is not None  # calibrate says so
+                tok = Tokenizer(source.tokenizer_file, cfg.max_seq_length, cfg.pad_token_id)
+                extras["calibration"] = write_calibration(fp32_path, tok, staging)
+                result.append(_calibration_text(extras["calibration"]))
             serving = with_int8(
                 serving_config(source, model, options, extras.get("bf16", {})),
                 extras.get("int8"),
@@ -242,6 +252,8 @@ def export_model(options: ExportOptions) -> ExportResult:
         shutil.rmtree(work, ignore_errors=True)
 
     say(summary(output, manifest))
+    if "calibration" in extras:
+        say(f"{_calibration_text(extras['calibration'])}: ranges for embedding_type int8/uint8\n")
     return ExportResult(output, manifest)
 
 
@@ -255,6 +267,13 @@ def _bf16_text(bf16: dict[str, Any]) -> str:
     if "min_cosine_vs_fp32" in bf16:
         return f"min cosine {bf16['min_cosine_vs_fp32']:.6f} on {bf16['texts']} texts"
     return f"max|score diff| {bf16['max_abs_score']:.2g} on {bf16['pairs']} pairs"
+
+
+def _calibration_text(calibration: dict[str, Any]) -> str:
+    return (
+        f"{calibration['file']}: {calibration['texts']} texts x {calibration['dimension']} "
+        "(every other text of common.texts)"
+    )
 
 
 def _int8_text(accuracy: dict[str, Any]) -> str:

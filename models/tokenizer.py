@@ -169,6 +169,13 @@ class Tokenizer:
             todo, chars = retry, chars * WINDOW_GROWTH
         return out  # type: ignore[return-value]
 
+    def special_counts(self) -> tuple[int, int]:
+        """How many special tokens the file's post-processor puts before and after one text
+        (BERT: 1 and 1; Qwen3: 0 and 1), for windows framed as a whole input is."""
+        mask = self._untruncated.encode("a").special_tokens_mask
+        before = mask.index(0)
+        return before, len(mask) - before - mask.count(0)
+
     def tokenize(
         self,
         texts: list[str],

@@ -89,6 +89,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[Path | None, dict[str, An
         "--api-key-file", type=Path, help="more keys, one a line (# comments); keeps them off argv"
     )
     p.add_argument("--no-truncate", dest="truncate", action="store_false", default=None)
+    p.add_argument("--chunk-overlap", type=int, help="tokens windows share (long_input chunk)")
+    p.add_argument("--max-windows", type=int, help="windows per long_input chunk request")
     p.add_argument("--request-timeout-s", type=float, help="default request deadline (off)")
     p.add_argument(
         "--startup-timeout-s", type=float, help="give up if the replicas are not up by then (600)"

@@ -31,6 +31,8 @@ from .backends import create_backends
 from .backends.base import Output, warm_up
 from .batching import DeadlineExceeded, QueueFull, TokenBudgetBatcher
 from .cache import MIB, VectorCache
+from .chunking import Chunker, Frame
+from .compact import Compactor
 from .errors import ApiError
 from .metrics import Metrics
 from .protocol import Limit, LimitValue
@@ -140,6 +142,9 @@ class ServedModel:
         self._tokenizer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenize")
         cache_bytes = int(settings.cache_mb * MIB)
         self.cache = VectorCache(cache_bytes, metrics.cache(self.name)) if cache_bytes > 0 else None
+        self.chunker = Chunker(self.max_length, settings.chunk_overlap, settings.max_windows)
+        self._frames: dict[str, tuple[Frame, np.ndarray]] = {}
+        self.compactor = Compactor.from_artifact(artifact)
 
     @property
     def limits(self) -> dict[Limit, LimitValue]:
@@ -179,6 +184,15 @@ class ServedModel:
                 "unknown_prompt", tei_status=TEI_VALIDATION_STATUS,
             )  # fmt: skip
         return self.prompts[name]
+
+    def text_frame(self, prompt: str) -> tuple[Frame, np.ndarray]:
+        """The special tokens around a text, and ``prompt``'s own ids (``service.chunking``)."""
+        if prompt not in self._frames:
+            tokenizer = self.require_tokenizer()
+            before, after = tokenizer.special_counts()
+            ids = tokenizer.tokenize([prompt])[0][before : -after or None] if prompt else []
+            self._frames[prompt] = (Frame(before, after), np.asarray(ids, dtype=np.int64))
+        return self._frames[prompt]
 
     async def tokenize(self, texts: list[str], side: TruncationSide, limit: int) -> list[list[int]]:
         """Token ids per text, cut to at most ``limit``."""
@@ -308,12 +322,16 @@ class ServedModel:
             "batching": self.batcher.config.model_dump(),
             # This replica's cache of this model (service.cache); null: cache_mb 0.
             "cache": None if self.cache is None else self.cache.describe(),
+            # Compact vectors (service.compact): the embedding types it answers.
+            "compact": self.compactor.describe(),
             "limits": {
                 "max_inputs": settings.max_inputs,
                 "max_body_bytes": settings.max_body_bytes,
                 "max_ongoing_requests": settings.max_ongoing_requests,
                 "max_queued_requests": settings.max_queued_requests,
                 "truncate_by_default": settings.truncate,
+                "chunk_overlap": settings.chunk_overlap,
+                "max_windows": settings.max_windows,
             },
         }
 

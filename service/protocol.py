@@ -29,6 +29,9 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
+from .chunking import LongInput
+from .compact import EmbeddingType
+
 DEADLINE_HEADER = "x-request-timeout-ms"
 MODEL_HEADER = "x-model"  # which served model a TEI route addresses (TEI has one per server)
 
@@ -104,6 +107,20 @@ class OpenAIEmbeddingRequest(BaseModel):
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: Dimensions | None = Field(None, ge=1)
     user: StrictStr | None = None
+    long_input: LongInput | None = Field(
+        None,
+        description="extension: an input over the model's window is cut (truncate), refused "
+        "with 413 (error), or embedded whole (chunk: windows of the model's length sharing a "
+        "few tokens, their vectors averaged by token count; usage counts every window's "
+        "tokens); default: the server's truncate setting",
+    )
+    embedding_type: EmbeddingType = Field(
+        "float",
+        description="extension: float, or compact vectors as sentence-transformers' "
+        "quantize_embeddings makes them: int8/uint8 per dimension over ranges calibrated at "
+        "export on real text, binary/ubinary the sign bits packed 8 per byte (as int8 - 128 / "
+        "uint8); after dimensions and normalisation; with encoding_format base64 the raw bytes",
+    )
     prompt_name: PromptName | None = Field(
         None,
         description="extension: a prompt of the model (GET /info lists them) put before each "
@@ -148,6 +165,14 @@ class TeiEmbedRequest(BaseModel):
         None,
         description="a prompt of the model (GET /info lists them) put before each input; "
         "default: the model's default prompt",
+    )
+    long_input: LongInput | None = Field(
+        None,
+        description="extension (/embed): truncate, error (413) or chunk (embedded whole in "
+        "windows); given, it decides in place of truncate",
+    )
+    embedding_type: EmbeddingType = Field(
+        "float", description="extension (/embed): float, int8, uint8, binary or ubinary"
     )
 
 
@@ -246,8 +271,9 @@ class ResponseBody(BaseModel):
 class Embedding(ResponseBody):
     object: Literal["embedding"]
     index: int
-    embedding: list[float] | str = Field(
-        description="floats, or with encoding_format=base64 the little-endian float32 bytes"
+    embedding: list[float] | list[int] | str = Field(
+        description="floats (ints for a compact embedding_type), or with encoding_format=base64 "
+        "the little-endian float32 bytes (the int8/uint8 bytes)"
     )
 
 
@@ -263,8 +289,8 @@ class OpenAIEmbeddingResponse(ResponseBody):
     usage: Usage
 
 
-class TeiEmbedResponse(RootModel[list[list[float]]]):
-    """One pooled vector per input."""
+class TeiEmbedResponse(RootModel[list[list[float]] | list[list[int]]]):
+    """One pooled vector per input (ints for a compact embedding_type)."""
 
 
 class TeiEmbedAllResponse(RootModel[list[list[list[float]]]]):

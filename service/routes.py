@@ -32,6 +32,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from .bodies import parse
+from .chunking import LongInput
 from .engine import Registry
 from .errors import ApiError, dialect_for, render
 from .ingress import active_ingress
@@ -116,10 +117,19 @@ def batch_of(value: str | list[str] | list[int] | list[list[int]]) -> list[str] 
     return cast("list[str] | list[list[int]]", value)
 
 
-def openai_embeddings_body(result: Result[Any], model: str, base64_floats: bool) -> Any:
-    vectors = result.outputs  # (n, D) float32
-    if base64_floats:
-        items = [base64.b64encode(v.astype("<f4").tobytes()).decode() for v in vectors]
+def long_input(asked: LongInput | None, truncate: bool) -> tuple[bool, bool]:
+    """(truncate, chunk) of a request: ``long_input`` when given, else the ``truncate`` switch
+    (TEI's field, or the server's setting)."""
+    if asked is None:
+        return truncate, False
+    return asked == "truncate", asked == "chunk"
+
+
+def openai_embeddings_body(result: Result[Any], model: str, base64_bytes: bool) -> Any:
+    vectors = result.outputs  # (n, D) float32, or int8/uint8 for a compact embedding_type
+    if base64_bytes:
+        little = vectors.astype(vectors.dtype.newbyteorder("<"), copy=False)
+        items = [base64.b64encode(v.tobytes()).decode() for v in little]
     else:
         items = list(vectors)
     return {
@@ -220,12 +230,15 @@ class Api:
         """Embeddings of texts or token ids, as OpenAI's API answers them (unit length)."""
         req = await parse(request, OpenAIEmbeddingRequest, self.settings.max_body_bytes)
         pipeline = self.lookup(request, req.model, "embed")
+        truncate, chunk = long_input(req.long_input, self.settings.truncate)
         task = TaskRequest(
             batch_of(req.input),
-            self.settings.truncate,
+            truncate,
             dimensions=req.dimensions,
             deadline=request.state.deadline,
             prompt_name=req.prompt_name,
+            chunk=chunk,
+            embedding_type=req.embedding_type,
         )
         result = await pipeline(task)
         body = openai_embeddings_body(result, pipeline.model.name, req.encoding_format == "base64")
@@ -235,6 +248,7 @@ class Api:
         req = await parse(request, TeiEmbedRequest, self.settings.max_body_bytes)
         texts = [req.inputs] if isinstance(req.inputs, str) else req.inputs
         truncate = self.settings.truncate if req.truncate is None else req.truncate
+        truncate, chunk = long_input(req.long_input, truncate)
         pipeline = self.lookup(request, request.headers.get(MODEL_HEADER), task)
         result = await pipeline(
             TaskRequest(
@@ -244,6 +258,8 @@ class Api:
                 req.normalize,
                 deadline=request.state.deadline,
                 prompt_name=req.prompt_name,
+                chunk=chunk,
+                embedding_type=req.embedding_type,
             )  # fmt: skip
         )
         return result.outputs, timing_headers(result)

@@ -151,6 +151,19 @@ class ServiceSettings(BaseModel):
     )
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     truncate: bool = Field(True, description="cut inputs over the model's limit (else 413)")
+    chunk_overlap: int = Field(
+        32,
+        ge=0,
+        description="tokens of text neighbouring windows share when a request asks long_input "
+        "chunk (service.chunking): about a sentence, so none is only ever seen cut in two",
+    )
+    max_windows: int = Field(
+        2048,
+        ge=1,
+        description="sequences a long_input chunk request may split into, all inputs counted "
+        "(413 past it): as many as max_inputs' default, so a chunked request costs at most "
+        "what the largest plain request does",
+    )
     request_timeout_s: float | None = Field(
         300.0,
         gt=0,

@@ -20,7 +20,7 @@ from typing import Literal, TypeGuard, cast
 
 import numpy as np
 
-from common.arrays import normalize_rows, scores, sigmoid
+from common.arrays import scores, sigmoid
 from models.tokenizer import Token, TruncationSide
 
 from .backends.base import Output
@@ -34,6 +34,8 @@ from .checks import (
     reject_long,
     token_arrays,
 )
+from .chunking import Frame, Windows, frames
+from .compact import EmbeddingType, shaped
 from .errors import ApiError
 from .metrics import StageMetrics
 from .model import Result, ServedModel
@@ -56,6 +58,8 @@ class TaskRequest:
     deadline: float | None = None  # time.perf_counter() seconds; queued inputs then fail (504)
     prompt_name: str | None = None  # None: the model's default prompt, if it has one
     raw_scores: bool = False  # rerank, predict: the logits, not their sigmoid or softmax
+    chunk: bool = False  # embed: a text over the window embedded whole (service.chunking)
+    embedding_type: EmbeddingType = "float"  # embed: compact vectors (service.compact)
 
 
 def are_texts(inputs: Inputs) -> TypeGuard[list[str]]:
@@ -69,12 +73,7 @@ def are_texts_or_pairs(inputs: Inputs) -> TypeGuard[list[str | Pair]]:
 
 def pooled(vectors: list[np.ndarray], request: TaskRequest) -> np.ndarray:
     """``(n, D)`` pooled vectors → cut to ``dimensions``, then optionally unit length."""
-    stacked = np.stack(vectors)  # (n, D)
-    if request.dimensions is not None:
-        stacked = stacked[:, : request.dimensions]  # (n, dimensions)
-    if request.normalize:
-        stacked = normalize_rows(stacked)
-    return np.ascontiguousarray(stacked, dtype=np.float32)
+    return shaped(np.stack(vectors), request.dimensions, request.normalize)
 
 
 def per_token(vectors: list[np.ndarray], request: TaskRequest) -> list[np.ndarray]:
@@ -101,10 +100,11 @@ class TaskSpec:
     output: Output
     post: Callable[[list[np.ndarray], TaskRequest], Outputs]
     pairs: bool = False  # inputs are texts or (query, document) pairs; never token ids
+    pooled: bool = False  # one vector per input: may be chunked and compacted
 
 
 TASKS: dict[Task, TaskSpec] = {
-    "embed": TaskSpec("sentence_embedding", pooled),
+    "embed": TaskSpec("sentence_embedding", pooled, pooled=True),
     "embed_tokens": TaskSpec("token_embeddings", per_token),
     "rerank": TaskSpec("logits", relevance, pairs=True),
     "predict": TaskSpec("logits", label_scores, pairs=True),
@@ -124,6 +124,9 @@ class Pipeline:
         metrics = self.metrics
         start = time.perf_counter()
         sequences = await self.pre(request)
+        windows = self.windows(sequences, request) if request.chunk else None
+        if windows is not None:
+            sequences = windows.sequences
         metrics.tokenize.observe(time.perf_counter() - start)
         metrics.request_inputs.observe(len(sequences))
         ran = await self.core(sequences, request.deadline)
@@ -131,8 +134,21 @@ class Pipeline:
             metrics.queue.observe(ran.queue_s)
             metrics.inference.observe(ran.inference_s)
         metrics.input_tokens.inc(ran.token_count)
-        outputs = self.spec.post(ran.outputs, request)
+        vectors = ran.outputs if windows is None else windows.pool(ran.outputs)
+        outputs = self.spec.post(vectors, request)
+        if request.embedding_type != "float":
+            outputs = self.model.compactor.encode(
+                cast("np.ndarray", outputs),
+                request.embedding_type,
+                request.dimensions,
+                request.normalize,
+            )
         return Result(outputs, ran.token_count, ran.queue_s, ran.inference_s, ran.cached)
+
+    def windows(self, sequences: list[np.ndarray], request: TaskRequest) -> Windows:
+        """The windows of a ``chunk`` request's inputs (``service.chunking``)."""
+        specials, prompt = self.model.text_frame(self.model.prompt(request.prompt_name))
+        return self.model.chunker.split(sequences, frames(sequences, specials, prompt))
 
     async def pre(self, request: TaskRequest) -> list[np.ndarray]:
         """Checked token ids per input: texts tokenized (on the tokenizer thread) after the
@@ -142,6 +158,7 @@ class Pipeline:
         model, inputs = self.model, request.inputs
         check_dimensions(request.dimensions, model.dimension)
         check_count(len(inputs), model.max_inputs)
+        self.check_pooled_options(request)
         if self.spec.pairs:
             return await self.pre_pairs(request)
         prompt = model.prompt(request.prompt_name)
@@ -149,10 +166,19 @@ class Pipeline:
             check_texts(inputs)
             texts = [prompt + text for text in inputs] if prompt else inputs
             limit = count_limit(model.max_length, request.truncate)
+            if request.chunk:  # read as much as the windows may hold, and no more
+                specials, prompt_ids = model.text_frame(prompt)
+                whole = Frame(specials.head + len(prompt_ids), specials.tail)
+                limit = model.chunker.token_limit(whole)
             ids = await model.tokenize(texts, request.side, limit)
-            if not request.truncate:
+            if not (request.truncate or request.chunk):
                 reject_long(ids, model.max_length)
             return [np.asarray(seq, dtype=np.int64) for seq in ids]
+        if request.chunk:
+            raise ApiError(
+                400, "long_input chunk applies to texts: windows of token ids would lack the "
+                "tokenizer's frame; send the text", "long_input", "chunk_with_token_ids",
+            )  # fmt: skip
         if request.prompt_name is not None:
             raise ApiError(
                 400, "prompt_name applies to texts; send token ids with the prompt's in them",
@@ -163,6 +189,21 @@ class Pipeline:
             reject_long(arrays, model.max_length)
             return arrays
         return cut(arrays, model.max_length, request.side)
+
+    def check_pooled_options(self, request: TaskRequest) -> None:
+        """``long_input: chunk`` and compact ``embedding_type`` shape pooled vectors only."""
+        if self.spec.pooled:
+            return
+        asked = "long_input chunk" if request.chunk else None
+        if request.embedding_type != "float":
+            asked = f"embedding_type {request.embedding_type}"
+        if asked is not None:
+            raise ApiError(
+                400, f"{asked} applies to pooled embeddings (/v1/embeddings, /embed), not to "
+                "per-token vectors",
+                "embedding_type" if request.embedding_type != "float" else "long_input",
+                "option_not_served",
+            )  # fmt: skip
 
     async def pre_pairs(self, request: TaskRequest) -> list[np.ndarray]:
         """Token ids of texts and (query, document) pairs, each in the tokenizer's template;

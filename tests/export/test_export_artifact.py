@@ -35,11 +35,13 @@ def test_extras_with_external_data_and_tokenizer(
         "model.int8.onnx",
         "model.int8.onnx.data",
         "tokenizer.json",
+        "calibration.npy",
         "serving_config.json",
         "manifest.json",
     } == names
     assert manifest["graph"]["external_data"] is True
     assert names - {"manifest.json"} == set(manifest["files"])
+    assert manifest["extras"]["calibration"]["dimension"] == 32
 
     optimized = manifest["extras"]["optimized"]
     assert optimized["parity"]["passed"] and optimized["fused_operators"]

@@ -1,0 +1,126 @@
+"""Inputs longer than the model's window, embedded whole (``long_input: "chunk"``).
+
+A text over the model's ``max_length`` tokens is split into windows of at most ``max_length``
+tokens, each framed like a whole input (the tokenizer's special tokens, and the prompt when the
+text had one), neighbours sharing ``overlap`` tokens so no sentence is only ever seen cut in
+two. Every window runs through the model's batcher beside everyone else's inputs (its own
+sequence, on whichever stream takes it; the cache keeps it like any input), and the windows'
+pooled vectors are averaged, each weighted by its token count, before ``dimensions`` and
+normalisation: for a mean-pooling model that is the mean over every token embedded (overlapping
+tokens twice), the pooling the model would have done with a window long enough.
+
+A request may split into at most ``max_windows`` sequences in all (a short input is one), so a
+chunked request costs at most what the largest plain request does; past it, 413 saying how
+many it needed. A text that fits one window is one window, exactly what truncation would have
+sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from .errors import ApiError
+
+# What to do with an input over the model's window: cut it (the default, as every peer does),
+# refuse it with 413, or embed it whole in windows.
+LongInput = Literal["truncate", "error", "chunk"]
+
+
+@dataclass(frozen=True)
+class Frame:
+    """Where a tokenized input's text sits: ``head`` ids before it (special tokens, then the
+    prompt's), ``tail`` ids after it (special tokens)."""
+
+    head: int
+    tail: int
+
+
+def frames(sequences: Sequence[np.ndarray], specials: Frame, prompt: np.ndarray) -> list[Frame]:
+    """Each input's frame: the prompt's ids (tokenized alone) join the head of every input that
+    starts with them, so each window is prompted as the whole input was; where the prompt's last
+    token merged with the text's first, the prompt stays in the first window only."""
+    head, n = specials.head, len(prompt)
+    prompted = Frame(head + n, specials.tail)
+    return [
+        prompted if n and np.array_equal(ids[head : head + n], prompt) else specials
+        for ids in sequences
+    ]
+
+
+@dataclass(frozen=True)
+class Windows:
+    """A request's inputs as the sequences the model runs: ``sequences`` holds every input's
+    windows in input order, ``counts`` how many each input has."""
+
+    sequences: list[np.ndarray]
+    counts: list[int]
+
+    def pool(self, vectors: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """One ``(D,)`` vector per input: its windows' pooled vectors averaged, each weighted by
+        its token count (float64 sums, float32 out, as the model's own outputs)."""
+        pooled, start = [], 0
+        for count in self.counts:
+            rows = np.stack(vectors[start : start + count]).astype(np.float64)  # (w, D)
+            weights = np.array([len(s) for s in self.sequences[start : start + count]], float)
+            pooled.append((weights @ rows / weights.sum()).astype(np.float32))  # (D,)
+            start += count
+        return pooled
+
+
+@dataclass(frozen=True)
+class Chunker:
+    """Splits one model's inputs into windows (module docstring)."""
+
+    max_length: int  # tokens per window, special tokens and prompt included
+    overlap: int  # tokens of text a window shares with the one before it
+    max_windows: int  # sequences per request, all inputs counted
+
+    def token_limit(self, frame: Frame) -> int:
+        """Tokens worth reading of one input: one more than ``max_windows`` windows hold, so a
+        longer text is known to be too long without tokenizing all of it."""
+        room, stride = self.room(frame)
+        return frame.head + frame.tail + room + (self.max_windows - 1) * stride + 1
+
+    def room(self, frame: Frame) -> tuple[int, int]:
+        """Text tokens per window, and how far each window starts after the one before."""
+        room = self.max_length - frame.head - frame.tail
+        if room <= self.overlap:
+            raise ApiError(
+                400,
+                f"the prompt leaves {room} tokens of text per window, not more than the "
+                f"windows' overlap of {self.overlap}",
+                "long_input",
+                "prompt_too_long_to_chunk",
+            )
+        return room, room - self.overlap
+
+    def split(self, sequences: Sequence[np.ndarray], frames: Sequence[Frame]) -> Windows:
+        """Each input's windows; 413 when the request needs more than ``max_windows``."""
+        windows: list[np.ndarray] = []
+        counts: list[int] = []
+        for ids, frame in zip(sequences, frames, strict=True):
+            parts = self._windows(ids, frame)
+            windows += parts
+            counts.append(len(parts))
+        if len(windows) > self.max_windows:
+            raise ApiError(
+                413,
+                f"the inputs need more than {self.max_windows} windows of {self.max_length} "
+                "tokens, the most a request may have: split the request, or shorten them",
+                "input",
+                "too_many_windows",
+            )
+        return Windows(windows, counts)
+
+    def _windows(self, ids: np.ndarray, frame: Frame) -> list[np.ndarray]:
+        if len(ids) <= self.max_length:
+            return [ids]
+        room, stride = self.room(frame)
+        head, tail = ids[: frame.head], ids[len(ids) - frame.tail :]
+        text = ids[frame.head : len(ids) - frame.tail]
+        starts = range(0, max(len(text) - self.overlap, 1), stride)
+        return [np.concatenate([head, text[s : s + room], tail]) for s in starts]

@@ -1,0 +1,167 @@
+"""``long_input``: inputs over the model's window cut, refused, or embedded whole in windows
+(service.chunking), on the OpenAI and TEI routes of the real app over ONNX Runtime fp32."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import httpx
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from common import texts
+from common.arrays import normalize_rows
+from export.artifact import load_artifact
+from models import Tokenizer
+from service.chunking import Chunker, Frame, frames
+from service.errors import ApiError
+from tests.service.conftest import ClientFactory
+
+OVERLAP = 32  # the setting's default, given here so the hand-made windows follow the test
+MAX_WINDOWS = 12
+
+
+@pytest.fixture(scope="module")
+def chunking(make_client: ClientFactory) -> httpx.Client:
+    return make_client(
+        backend="onnxruntime",
+        num_cpus=1,
+        cache_mb=0,
+        chunk_overlap=OVERLAP,
+        max_windows=MAX_WINDOWS,
+    )
+
+
+@pytest.fixture(scope="module")
+def tokenizer(minilm_artifact: Path) -> Tokenizer:
+    artifact = load_artifact(minilm_artifact)
+    assert artifact.tokenizer_path is not None
+    return Tokenizer(artifact.tokenizer_path, artifact.config.max_seq_length)
+
+
+def long_text(tokens: int, tokenizer: Tokenizer) -> str:
+    """Real passages joined until the text holds at least ``tokens`` tokens."""
+    parts: list[str] = []
+    while len(tokenizer.tokenize([" ".join(parts)], truncate=False)[0]) < tokens:
+        parts.append(texts.passages()[len(parts) % len(texts.passages())])
+    return " ".join(parts)
+
+
+def by_hand(text: str, tokenizer: Tokenizer, artifact_path: Path) -> tuple[np.ndarray, int]:
+    """The text's windows made and embedded one at a time, pooled by token count: the raw
+    vector and the tokens embedded."""
+    artifact = load_artifact(artifact_path)
+    session = ort.InferenceSession(str(artifact.model_path), providers=["CPUExecutionProvider"])
+    ids = tokenizer.tokenize([text], truncate=False)[0]
+    cls, body, sep = ids[:1], ids[1:-1], ids[-1:]
+    room = artifact.config.max_seq_length - 2
+    stride = room - OVERLAP
+    vectors, weights = [], []
+    for start in range(0, len(body), stride):
+        window = np.asarray([cls + body[start : start + room] + sep], dtype=np.int64)
+        feeds = {"input_ids": window, "attention_mask": np.ones_like(window)}
+        vectors.append(session.run(["sentence_embedding"], feeds)[0][0])
+        weights.append(window.shape[1])
+        if start + room >= len(body):
+            break
+    pooled = np.average(np.stack(vectors).astype(np.float64), axis=0, weights=weights)
+    return pooled.astype(np.float32), int(sum(weights))
+
+
+def floats(item: dict[str, str]) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(item["embedding"]), dtype="<f4")
+
+
+def test_a_2000_token_text_equals_its_windows_pooled_by_hand(
+    chunking: httpx.Client, tokenizer: Tokenizer, minilm_artifact: Path
+) -> None:
+    text = long_text(2000, tokenizer)
+    expected, tokens = by_hand(text, tokenizer, minilm_artifact)
+    body = {"input": [text, "a short one"], "long_input": "chunk", "encoding_format": "base64"}
+    answer = chunking.post("/v1/embeddings", json=body)
+    assert answer.status_code == 200, answer.text
+    data = answer.json()
+    got = floats(data["data"][0])
+    assert np.abs(got - normalize_rows(expected[None])[0]).max() <= 1e-5
+    short = len(tokenizer.tokenize(["a short one"])[0])
+    assert data["usage"]["prompt_tokens"] == tokens + short  # every window's tokens
+    # TEI's /embed, raw: the weighted mean itself, before normalisation.
+    raw = chunking.post("/embed", json={"inputs": text, "long_input": "chunk", "normalize": False})
+    assert np.abs(np.asarray(raw.json()[0]) - expected).max() <= 1e-5
+
+
+def test_a_text_within_the_window_is_embedded_as_truncation_would(chunking: httpx.Client) -> None:
+    sentence = texts.sentences()[3]
+    answers = [
+        chunking.post("/embed", json={"inputs": sentence, "long_input": mode}).json()
+        for mode in ("chunk", "truncate", "error")
+    ]
+    assert answers[0] == answers[1] == answers[2]
+
+
+def test_truncate_and_error_modes(chunking: httpx.Client, tokenizer: Tokenizer) -> None:
+    text = long_text(600, tokenizer)
+    cut = chunking.post("/v1/embeddings", json={"input": text, "long_input": "truncate"})
+    assert cut.status_code == 200 and cut.json()["usage"]["prompt_tokens"] == 256
+    refused = chunking.post("/v1/embeddings", json={"input": text, "long_input": "error"})
+    assert refused.status_code == 413 and "tokens" in refused.json()["error"]["message"]
+    # Given, long_input decides over TEI's truncate.
+    tei = chunking.post("/embed", json={"inputs": text, "truncate": True, "long_input": "error"})
+    assert tei.status_code == 413 and tei.json()["error_type"] == "Validation"
+
+
+@pytest.mark.parametrize(
+    ("route", "body", "status", "code"),
+    [
+        ("/v1/embeddings", {"input": [[101, 2023, 102]], "long_input": "chunk"}, 400,
+         "chunk_with_token_ids"),
+        ("/v1/embeddings", {"input": "x", "long_input": "whole"}, 422, None),
+        ("/embed_all", {"inputs": "x", "long_input": "chunk"}, 400, None),
+    ],
+)  # fmt: skip
+def test_what_cannot_be_chunked_is_refused(
+    chunking: httpx.Client, route: str, body: dict[str, object], status: int, code: str | None
+) -> None:
+    answer = chunking.post(route, json=body)
+    assert answer.status_code == status, answer.text
+    if code is not None:
+        assert answer.json()["error"]["code"] == code
+    assert chunking.get("/health").status_code == 200
+
+
+def test_more_windows_than_a_request_may_have_is_413(
+    chunking: httpx.Client, tokenizer: Tokenizer
+) -> None:
+    text = long_text(222 * MAX_WINDOWS + 300, tokenizer)  # over MAX_WINDOWS windows
+    answer = chunking.post("/v1/embeddings", json={"input": text, "long_input": "chunk"})
+    assert answer.status_code == 413
+    assert answer.json()["error"]["code"] == "too_many_windows"
+    # Several inputs count together: 12 one-window inputs fit, 13 do not.
+    many = {"input": ["one window"] * (MAX_WINDOWS + 1), "long_input": "chunk"}
+    assert chunking.post("/v1/embeddings", json=many).status_code == 413
+    many["input"] = many["input"][1:]  # type: ignore[index]
+    assert chunking.post("/v1/embeddings", json=many).status_code == 200
+
+
+def test_windows_overlap_and_reach_the_end() -> None:
+    chunker = Chunker(max_length=10, overlap=2, max_windows=100)
+    frame = Frame(head=2, tail=1)  # [CLS], a one-token prompt, then [SEP] at the end
+    ids = np.asarray([101, 7, *range(1000, 1020), 102])  # 20 text tokens
+    windows = chunker.split([ids], [frame])
+    assert windows.counts == [4]
+    for window in windows.sequences:
+        assert len(window) <= 10 and list(window[:2]) == [101, 7] and window[-1] == 102
+    text = [list(w[2:-1]) for w in windows.sequences]  # 7 tokens each, 5 new per window
+    assert [t[0] for t in text] == [1000, 1005, 1010, 1015] and text[-1][-1] == 1019
+    assert all(a[-2:] == b[:2] for a, b in zip(text, text[1:], strict=False))
+
+
+def test_the_prompt_heads_every_window_only_where_the_input_starts_with_it() -> None:
+    specials, prompt = Frame(1, 1), np.asarray([7, 8])
+    prompted, merged = np.asarray([101, 7, 8, 9, 102]), np.asarray([101, 7, 99, 9, 102])
+    assert frames([prompted, merged], specials, prompt) == [Frame(3, 1), Frame(1, 1)]
+    with pytest.raises(ApiError) as error:
+        Chunker(max_length=5, overlap=2, max_windows=4).room(Frame(3, 1))
+    assert error.value.status == 400
