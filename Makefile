@@ -31,10 +31,10 @@ test: $(STAMP)
 
 # Offline and served benchmarks on the same texts, quality of service under load, then
 # all-mpnet-base-v2 beside MiniLM, a reranker and two models in one service, then int8, the
-# repeated-input cache, the W3 profile and the footprint; rewrites docs/benchmarks.md (about 30
-# minutes; the first run also exports all-mpnet-base-v2 and builds and exports the reranker to
-# artifacts/). BENCH_ARGS="--only KEY" (mpnet, rerank, int8, cache, profile, footprint) runs
-# only that section.
+# repeated-input cache, long inputs, compact vectors, the W3 profile, the footprint and the bulk
+# client; rewrites docs/benchmarks.md (about 30 minutes; the first run also exports
+# all-mpnet-base-v2 and builds and exports the reranker to artifacts/). BENCH_ARGS="--only KEY"
+# (mpnet, rerank, int8, cache, long, compact, profile, footprint, bulk) runs only that section.
 bench: $(STAMP) $(MPNET_STAMP)
 	$(PY) -m loadtest.bench $(BENCH_ARGS)
 

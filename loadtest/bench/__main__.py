@@ -31,6 +31,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import numpy as np  # noqa: E402
 
 from common import texts as corpus  # noqa: E402
+from export.artifact import CALIBRATION_FILE  # noqa: E402
 
 from .. import plots as lt_plots  # noqa: E402
 from ..config import LoadConfig  # noqa: E402
@@ -77,6 +78,7 @@ from .results import (  # noqa: E402
 
 log = logging.getLogger("loadtest.bench")
 DEFAULT_ARTIFACT = Path("artifacts/all-MiniLM-L6-v2")
+DEFAULT_NEEDS = (CALIBRATION_FILE,)  # the compact section serves int8 (export.calibrate)
 SLO_P99_MS = 100.0
 PAIRS = 4
 QUICK_SCALE = 0.25  # --quick: every run this fraction of its length
@@ -260,7 +262,7 @@ def only_section(args: argparse.Namespace, assets: Path) -> int:
     """``--only KEY``: that section, merged into the last full run's results if any."""
     import torch
 
-    served.ensure_artifact(args.artifact, "all-MiniLM-L6-v2")
+    served.ensure_artifact(args.artifact, "all-MiniLM-L6-v2", DEFAULT_NEEDS)
     torch.set_num_threads(args.threads)
     saved = assets / "results.json"
     if saved.is_file():
@@ -320,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         return only_section(args, args.doc.parent / args.doc.stem)
     started, t0 = now(), time.perf_counter()
     assets = args.doc.parent / args.doc.stem  # docs/benchmarks/
-    served.ensure_artifact(args.artifact, "all-MiniLM-L6-v2")
+    served.ensure_artifact(args.artifact, "all-MiniLM-L6-v2", DEFAULT_NEEDS)
     host = machine()
 
     import torch

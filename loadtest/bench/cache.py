@@ -64,11 +64,12 @@ def zipf_queries(pair: int, rng: np.random.Generator) -> list[str]:
     return [f"q{pair}: {sentences[int(k)]}" for k in ranks]
 
 
-def exact_vectors(url: str, texts: list[str], batch: int) -> np.ndarray:
-    """``(n, D)`` float32 vectors of ``texts`` sent ``batch`` at a time, in order, exact."""
+def exact_vectors(url: str, texts: list[str], batch: int, **fields: object) -> np.ndarray:
+    """``(n, D)`` float32 vectors of ``texts`` sent ``batch`` at a time, in order, exact; other
+    body ``fields`` as given."""
     rows: list[np.ndarray] = []
     for start in range(0, len(texts), batch):
-        body = {"input": texts[start : start + batch], "encoding_format": "base64"}
+        body = {"input": texts[start : start + batch], "encoding_format": "base64", **fields}
         request = urllib.request.Request(
             f"{url}/v1/embeddings",
             data=json.dumps(body).encode(),

@@ -7,10 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from . import cache, footprint, int8, profile
+from . import cache, compact, footprint, int8, long_input, profile
 
 # In the page's order.
-SECTIONS = {module.KEY: module for module in (int8, cache, profile, footprint)}
+SECTIONS = {module.KEY: module for module in (int8, cache, long_input, compact, profile, footprint)}
 
 
 def measure(key: str, artifact: Path, threads: int, scale: float, work: Path) -> dict[str, Any]:

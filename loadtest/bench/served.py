@@ -88,12 +88,14 @@ class Server:
     pid: int  # the launcher; Ray's processes are its descendants
 
 
-def ensure_artifact(artifact: Path, model: str) -> None:
-    """Export ``model`` (a known name or a folder) to ``artifact`` unless an export is there:
-    kept across runs, as operators keep theirs."""
-    if (artifact / "manifest.json").is_file():
+def ensure_artifact(artifact: Path, model: str, needs: Sequence[str] = ()) -> None:
+    """Export ``model`` (a known name or a folder) to ``artifact`` unless an export is there
+    with the files ``needs`` names: kept across runs, as operators keep theirs, and replaced
+    when an older export lacks what the bench serves (``calibration.npy``, say)."""
+    missing = [name for name in ("manifest.json", *needs) if not (artifact / name).is_file()]
+    if not missing:
         return
-    log.info("exporting %s to %s", model, artifact)
+    log.info("exporting %s to %s (missing: %s)", model, artifact, ", ".join(missing))
     cmd = [sys.executable, "-m", "export", "--model", model, "--output", str(artifact)]
     subprocess.run(cmd, check=True)
 
