@@ -4,11 +4,11 @@ Phases: the fp32 PyTorch reference vectors; offline rounds (sentence-transformer
 embedserve CPU backend); the load generator against a stub; embedserve served (W1-W4, then W2
 paired with its own backend offline, then quality of service under load, ``qos``); the models
 beside MiniLM (``extra_models``: all-mpnet-base-v2); a reranker beside MiniLM and several models
-in one service (``rerank``); the calibrated int8 path, the repeated-input cache, the W3 profile
-and the footprint (``sections``); with ``--studies`` only, issue 8's one-off optimisation
-studies (``studies``); finally results.json, the plots and the Markdown. ``--only KEY`` (mpnet,
-rerank, int8, cache, profile, footprint) runs that section alone and merges it into the last
-results.
+in one service (``rerank``); the calibrated int8 path, the repeated-input cache, long inputs,
+compact vectors, the bulk client, the W3 profile and the footprint (``sections``); with
+``--studies`` only, issue 8's one-off optimisation studies (``studies``); finally results.json,
+the plots and the Markdown. ``--only KEY`` (mpnet, rerank, int8, cache, long, compact, bulk,
+profile, footprint) runs that section alone and merges it into the last results.
 """
 
 from __future__ import annotations

@@ -7,10 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from . import cache, compact, footprint, int8, long_input, profile
+from . import bulk, cache, compact, footprint, int8, long_input, profile
 
 # In the page's order.
-SECTIONS = {module.KEY: module for module in (int8, cache, long_input, compact, profile, footprint)}
+SECTIONS = {
+    module.KEY: module for module in (int8, cache, long_input, compact, bulk, profile, footprint)
+}
 
 
 def measure(key: str, artifact: Path, threads: int, scale: float, work: Path) -> dict[str, Any]:
