@@ -67,11 +67,15 @@ def idempotence(
         old_inputs = previous.get("determinants", {})
         keys = set(old_inputs) | set(inputs)
         differs = sorted(k for k in keys if old_inputs.get(k) != inputs.get(k))
-        report["previous_export"]["reason"] = (
-            f"inputs changed: {differs}"
-            if differs
-            else "same inputs, different bytes: the exporter was not deterministic here"
-        )
+        # A file only one export has (calibration.npy, say) came from another exporter version.
+        one_sided = sorted(k for k in changed if before.get(k) is None or k not in now)
+        if differs:
+            reason = f"inputs changed: {differs}"
+        elif one_sided == changed:
+            reason = f"files only one of the exports has: {one_sided} (another exporter version)"
+        else:
+            reason = "same inputs, different bytes: the exporter was not deterministic here"
+        report["previous_export"]["reason"] = reason
     return report
 
 

@@ -10,6 +10,7 @@ import httpx
 import numpy as np
 import onnxruntime as ort
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from common import texts
 from common.arrays import normalize_rows
@@ -21,6 +22,7 @@ from tests.service.conftest import ClientFactory
 
 OVERLAP = 32  # the setting's default, given here so the hand-made windows follow the test
 MAX_WINDOWS = 12
+MAX_BATCH = 4  # inputs per micro-batch: a long text's windows must spread over several
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +33,7 @@ def chunking(make_client: ClientFactory) -> httpx.Client:
         cache_mb=0,
         chunk_overlap=OVERLAP,
         max_windows=MAX_WINDOWS,
+        batching={"max_batch_size": MAX_BATCH},
     )
 
 
@@ -49,9 +52,9 @@ def long_text(tokens: int, tokenizer: Tokenizer) -> str:
     return " ".join(parts)
 
 
-def by_hand(text: str, tokenizer: Tokenizer, artifact_path: Path) -> tuple[np.ndarray, int]:
+def by_hand(text: str, tokenizer: Tokenizer, artifact_path: Path) -> tuple[np.ndarray, list[int]]:
     """The text's windows made and embedded one at a time, pooled by token count: the raw
-    vector and the tokens embedded."""
+    vector and each window's token count."""
     artifact = load_artifact(artifact_path)
     session = ort.InferenceSession(str(artifact.model_path), providers=["CPUExecutionProvider"])
     ids = tokenizer.tokenize([text], truncate=False)[0]
@@ -67,7 +70,16 @@ def by_hand(text: str, tokenizer: Tokenizer, artifact_path: Path) -> tuple[np.nd
         if start + room >= len(body):
             break
     pooled = np.average(np.stack(vectors).astype(np.float64), axis=0, weights=weights)
-    return pooled.astype(np.float32), int(sum(weights))
+    return pooled.astype(np.float32), weights
+
+
+def micro_batches(client: httpx.Client) -> np.ndarray:
+    """[micro-batches run, inputs in them] from the service's own batch-size histogram."""
+    for family in text_string_to_metric_families(client.get("/metrics").text):
+        if family.name == "embedserve_batch_size":
+            found = {s.name: s.value for s in family.samples}
+            return np.array([found[f"embedserve_batch_size_{k}"] for k in ("count", "sum")])
+    raise AssertionError("embedserve_batch_size not exposed")
 
 
 def floats(item: dict[str, str]) -> np.ndarray:
@@ -78,15 +90,19 @@ def test_a_2000_token_text_equals_its_windows_pooled_by_hand(
     chunking: httpx.Client, tokenizer: Tokenizer, minilm_artifact: Path
 ) -> None:
     text = long_text(2000, tokenizer)
-    expected, tokens = by_hand(text, tokenizer, minilm_artifact)
+    expected, windows = by_hand(text, tokenizer, minilm_artifact)
     body = {"input": [text, "a short one"], "long_input": "chunk", "encoding_format": "base64"}
+    before = micro_batches(chunking)
     answer = chunking.post("/v1/embeddings", json=body)
+    batches, inputs = micro_batches(chunking) - before
     assert answer.status_code == 200, answer.text
     data = answer.json()
     got = floats(data["data"][0])
     assert np.abs(got - normalize_rows(expected[None])[0]).max() <= 1e-5
     short = len(tokenizer.tokenize(["a short one"])[0])
-    assert data["usage"]["prompt_tokens"] == tokens + short  # every window's tokens
+    assert data["usage"]["prompt_tokens"] == sum(windows) + short  # every window's tokens
+    # The windows are the batcher's inputs like any other: micro-batches of MAX_BATCH at most.
+    assert inputs == len(windows) + 1 and batches >= inputs / MAX_BATCH
     # TEI's /embed, raw: the weighted mean itself, before normalisation.
     raw = chunking.post("/embed", json={"inputs": text, "long_input": "chunk", "normalize": False})
     assert np.abs(np.asarray(raw.json()[0]) - expected).max() <= 1e-5
