@@ -169,12 +169,13 @@ class Tokenizer:
             todo, chars = retry, chars * WINDOW_GROWTH
         return out  # type: ignore[return-value]
 
-    def special_counts(self) -> tuple[int, int]:
-        """How many special tokens the file's post-processor puts before and after one text
-        (BERT: 1 and 1; Qwen3: 0 and 1), for windows framed as a whole input is."""
-        mask = self._untruncated.encode("a").special_tokens_mask
-        before = mask.index(0)
-        return before, len(mask) - before - mask.count(0)
+    def special_ids(self) -> tuple[list[int], list[int]]:
+        """The special tokens the file's post-processor puts before and after one text (BERT:
+        [CLS] and [SEP]; Qwen3: none and <|endoftext|>), for windows framed as a whole input."""
+        encoding = self._untruncated.encode("a")
+        mask, ids = encoding.special_tokens_mask, encoding.ids
+        before, text = mask.index(0), mask.count(0)
+        return ids[:before], ids[before + text :]
 
     def tokenize(
         self,

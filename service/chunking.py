@@ -9,10 +9,12 @@ pooled vectors are averaged, each weighted by its token count, before ``dimensio
 normalisation: for a mean-pooling model that is the mean over every token embedded (overlapping
 tokens twice), the pooling the model would have done with a window long enough.
 
+Token ids are windowed too, framed as a text is when they carry the tokenizer's special tokens
+(``/tokenize``'s answer does), else as they are.
+
 A request may split into at most ``max_windows`` sequences in all (a short input is one), so a
-chunked request costs at most what the largest plain request does; past it, 413 saying how
-many it needed. A text that fits one window is one window, exactly what truncation would have
-sent.
+chunked request costs at most what the largest plain request does; past it, 413. A text that
+fits one window is one window, exactly what truncation would have sent.
 """
 
 from __future__ import annotations
@@ -39,16 +41,43 @@ class Frame:
     tail: int
 
 
-def frames(sequences: Sequence[np.ndarray], specials: Frame, prompt: np.ndarray) -> list[Frame]:
-    """Each input's frame: the prompt's ids (tokenized alone) join the head of every input that
-    starts with them, so each window is prompted as the whole input was; where the prompt's last
-    token merged with the text's first, the prompt stays in the first window only."""
-    head, n = specials.head, len(prompt)
-    prompted = Frame(head + n, specials.tail)
-    return [
-        prompted if n and np.array_equal(ids[head : head + n], prompt) else specials
-        for ids in sequences
-    ]
+@dataclass(frozen=True)
+class Framing:
+    """A model's frame of one input: the special tokens its tokenizer puts before and after a
+    text, and the ids of the prompt the request's texts were given (tokenized alone)."""
+
+    lead: np.ndarray
+    prompt: np.ndarray
+    trail: np.ndarray
+
+    @classmethod
+    def of(cls, lead: Sequence[int], prompt: Sequence[int], trail: Sequence[int]) -> Framing:
+        return cls(*(np.asarray(ids, dtype=np.int64) for ids in (lead, prompt, trail)))
+
+    @classmethod
+    def bare(cls) -> Framing:
+        return cls.of([], [], [])
+
+    @property
+    def most(self) -> Frame:
+        """The frame of a tokenized, prompted text: what its windows repeat at most."""
+        return Frame(len(self.lead) + len(self.prompt), len(self.trail))
+
+    def frames(self, sequences: Sequence[np.ndarray]) -> list[Frame]:
+        """Each input's frame. Token ids that carry the special tokens (what ``/tokenize``
+        answers) are framed as a text is; ids without them are windowed as they are. The
+        prompt's ids join the head of every input that starts with them, so each window is
+        prompted as the whole input was; where the prompt's last token merged with the text's
+        first, the prompt stays in the first window only."""
+        lead, trail, prompt = len(self.lead), len(self.trail), len(self.prompt)
+        found = []
+        for ids in sequences:
+            framed = len(ids) >= lead + trail and np.array_equal(ids[:lead], self.lead)
+            framed = framed and np.array_equal(ids[len(ids) - trail :], self.trail)
+            head, tail = (lead, trail) if framed else (0, 0)
+            prompted = prompt and np.array_equal(ids[head : head + prompt], self.prompt)
+            found.append(Frame(head + prompt if prompted else head, tail))
+        return found
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from .backends import create_backends
 from .backends.base import Output, warm_up
 from .batching import DeadlineExceeded, QueueFull, TokenBudgetBatcher
 from .cache import MIB, VectorCache
-from .chunking import Chunker, Frame
+from .chunking import Chunker, Framing
 from .compact import Compactor
 from .errors import ApiError
 from .metrics import Metrics
@@ -143,7 +143,7 @@ class ServedModel:
         cache_bytes = int(settings.cache_mb * MIB)
         self.cache = VectorCache(cache_bytes, metrics.cache(self.name)) if cache_bytes > 0 else None
         self.chunker = Chunker(self.max_length, settings.chunk_overlap, settings.max_windows)
-        self._frames: dict[str, tuple[Frame, np.ndarray]] = {}
+        self._frames: dict[str, Framing] = {}
         self.compactor = Compactor.from_artifact(artifact)
 
     @property
@@ -185,13 +185,15 @@ class ServedModel:
             )  # fmt: skip
         return self.prompts[name]
 
-    def text_frame(self, prompt: str) -> tuple[Frame, np.ndarray]:
-        """The special tokens around a text, and ``prompt``'s own ids (``service.chunking``)."""
+    def framing(self, prompt: str) -> Framing:
+        """The special tokens around an input and ``prompt``'s own ids (``service.chunking``);
+        none for a model without a tokenizer (its clients' ids are windowed as they are)."""
         if prompt not in self._frames:
-            tokenizer = self.require_tokenizer()
-            before, after = tokenizer.special_counts()
-            ids = tokenizer.tokenize([prompt])[0][before : -after or None] if prompt else []
-            self._frames[prompt] = (Frame(before, after), np.asarray(ids, dtype=np.int64))
+            if self.tokenizer is None:
+                return Framing.bare()
+            lead, trail = self.tokenizer.special_ids()
+            ids = self.tokenizer.tokenize([prompt])[0] if prompt else [*lead, *trail]
+            self._frames[prompt] = Framing.of(lead, ids[len(lead) : len(ids) - len(trail)], trail)
         return self._frames[prompt]
 
     async def tokenize(self, texts: list[str], side: TruncationSide, limit: int) -> list[list[int]]:

@@ -34,7 +34,7 @@ from .checks import (
     reject_long,
     token_arrays,
 )
-from .chunking import Frame, Windows, frames
+from .chunking import Windows
 from .compact import EmbeddingType, shaped
 from .errors import ApiError
 from .metrics import StageMetrics
@@ -147,8 +147,8 @@ class Pipeline:
 
     def windows(self, sequences: list[np.ndarray], request: TaskRequest) -> Windows:
         """The windows of a ``chunk`` request's inputs (``service.chunking``)."""
-        specials, prompt = self.model.text_frame(self.model.prompt(request.prompt_name))
-        return self.model.chunker.split(sequences, frames(sequences, specials, prompt))
+        framing = self.model.framing(self.model.prompt(request.prompt_name))
+        return self.model.chunker.split(sequences, framing.frames(sequences))
 
     async def pre(self, request: TaskRequest) -> list[np.ndarray]:
         """Checked token ids per input: texts tokenized (on the tokenizer thread) after the
@@ -167,24 +167,19 @@ class Pipeline:
             texts = [prompt + text for text in inputs] if prompt else inputs
             limit = count_limit(model.max_length, request.truncate)
             if request.chunk:  # read as much as the windows may hold, and no more
-                specials, prompt_ids = model.text_frame(prompt)
-                whole = Frame(specials.head + len(prompt_ids), specials.tail)
-                limit = model.chunker.token_limit(whole)
+                limit = model.chunker.token_limit(model.framing(prompt).most)
             ids = await model.tokenize(texts, request.side, limit)
             if not (request.truncate or request.chunk):
                 reject_long(ids, model.max_length)
             return [np.asarray(seq, dtype=np.int64) for seq in ids]
-        if request.chunk:
-            raise ApiError(
-                400, "long_input chunk applies to texts: windows of token ids would lack the "
-                "tokenizer's frame; send the text", "long_input", "chunk_with_token_ids",
-            )  # fmt: skip
         if request.prompt_name is not None:
             raise ApiError(
                 400, "prompt_name applies to texts; send token ids with the prompt's in them",
                 "prompt_name", "prompt_with_token_ids",
             )  # fmt: skip
         arrays = token_arrays(cast("list[list[int]]", inputs), model.vocab_size)
+        if request.chunk:  # windowed whole (``windows``)
+            return arrays
         if not request.truncate:
             reject_long(arrays, model.max_length)
             return arrays

@@ -121,6 +121,8 @@ def section(found: dict[str, Any], cores: int) -> list[str]:
         f"Tokens embedded for the documents: {spent['chunk']} chunked, {spent['truncate']} "
         f"truncated ({spent['chunk'] / spent['truncate']:.2f}x the work). A chunked vector "
         "stands for the whole document, about as close to each of its paragraphs; a truncated "
-        "one is its first paragraph.",
+        "one is its first paragraph. The passages joined here are unrelated texts, so this is "
+        "the far end: a real document's paragraphs share its topic, and truncation loses less "
+        "of it.",
         "",
     ]

@@ -16,7 +16,7 @@ from common import texts
 from common.arrays import normalize_rows
 from export.artifact import load_artifact
 from models import Tokenizer
-from service.chunking import Chunker, Frame, frames
+from service.chunking import Chunker, Frame, Framing
 from service.errors import ApiError
 from tests.service.conftest import ClientFactory
 
@@ -131,8 +131,6 @@ def test_truncate_and_error_modes(chunking: httpx.Client, tokenizer: Tokenizer) 
 @pytest.mark.parametrize(
     ("route", "body", "status", "code"),
     [
-        ("/v1/embeddings", {"input": [[101, 2023, 102]], "long_input": "chunk"}, 400,
-         "chunk_with_token_ids"),
         ("/v1/embeddings", {"input": "x", "long_input": "whole"}, 422, None),
         ("/embed_all", {"inputs": "x", "long_input": "chunk"}, 400, None),
     ],
@@ -145,6 +143,19 @@ def test_what_cannot_be_chunked_is_refused(
     if code is not None:
         assert answer.json()["error"]["code"] == code
     assert chunking.get("/health").status_code == 200
+
+
+def test_token_ids_are_windowed_as_their_text_is(
+    chunking: httpx.Client, tokenizer: Tokenizer
+) -> None:
+    text = long_text(700, tokenizer)
+    ids = tokenizer.tokenize([text], truncate=False)[0]  # what /tokenize answers, [CLS]..[SEP]
+    answers = [
+        chunking.post("/v1/embeddings", json={"input": given, "long_input": "chunk"}).json()
+        for given in (text, [ids])
+    ]
+    assert answers[0]["data"] == answers[1]["data"]
+    assert answers[0]["usage"] == answers[1]["usage"]
 
 
 def test_more_windows_than_a_request_may_have_is_413(
@@ -175,9 +186,11 @@ def test_windows_overlap_and_reach_the_end() -> None:
 
 
 def test_the_prompt_heads_every_window_only_where_the_input_starts_with_it() -> None:
-    specials, prompt = Frame(1, 1), np.asarray([7, 8])
+    framing = Framing.of([101], [7, 8], [102])
     prompted, merged = np.asarray([101, 7, 8, 9, 102]), np.asarray([101, 7, 99, 9, 102])
-    assert frames([prompted, merged], specials, prompt) == [Frame(3, 1), Frame(1, 1)]
+    bare = np.asarray([7, 8, 9, 9, 9])  # ids without the special tokens: windowed as they are
+    assert framing.frames([prompted, merged, bare]) == [Frame(3, 1), Frame(1, 1), Frame(2, 0)]
+    assert framing.most == Frame(3, 1)
     with pytest.raises(ApiError) as error:
         Chunker(max_length=5, overlap=2, max_windows=4).room(Frame(3, 1))
     assert error.value.status == 400
