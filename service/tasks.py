@@ -153,8 +153,9 @@ class Pipeline:
     async def pre(self, request: TaskRequest) -> list[np.ndarray]:
         """Checked token ids per input: texts tokenized (on the tokenizer thread) after the
         prompt, ids taken as they are (a client that tokenized chose its prompt: only an
-        explicit ``prompt_name`` is refused for them); over-long inputs cut, or refused with
-        413 when truncation is off. The prompt's tokens count as the input's, as in TEI."""
+        explicit ``prompt_name`` is refused for them); over-long inputs cut, refused with 413
+        when truncation is off, or kept whole for ``chunk`` (texts read no further than its
+        windows may hold). The prompt's tokens count as the input's, as in TEI."""
         model, inputs = self.model, request.inputs
         check_dimensions(request.dimensions, model.dimension)
         check_count(len(inputs), model.max_inputs)
