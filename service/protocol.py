@@ -176,6 +176,16 @@ class TeiEmbedRequest(BaseModel):
     )
 
 
+class TeiEmbedAllRequest(TeiEmbedRequest):
+    """``POST /embed_all``: /embed's body; every token's vector has no windows to pool and no
+    compact form, so ``long_input`` chunk and compact types are not among its values (422)."""
+
+    long_input: Literal["truncate", "error"] | None = Field(
+        None, description="extension: truncate or error (413); given, it decides over truncate"
+    )
+    embedding_type: Literal["float"] = Field("float", description="extension: float only")
+
+
 class TeiRerankRequest(BaseModel):
     """``POST /rerank``, as in text-embeddings-inference: ``query`` against each of ``texts``."""
 
@@ -255,6 +265,7 @@ class TokenizeRequest(BaseModel):
 REQUESTS: tuple[type[BaseModel], ...] = (
     OpenAIEmbeddingRequest,
     TeiEmbedRequest,
+    TeiEmbedAllRequest,
     TokenizeRequest,
     TeiRerankRequest,
     CohereRerankRequest,

@@ -54,6 +54,7 @@ from .protocol import (
     ModelList,
     OpenAIEmbeddingRequest,
     OpenAIEmbeddingResponse,
+    TeiEmbedAllRequest,
     TeiEmbedAllResponse,
     TeiEmbedRequest,
     TeiEmbedResponse,
@@ -245,7 +246,8 @@ class Api:
         return body, timing_headers(result)
 
     async def tei_embed(self, request: Request, task: Task) -> Answer:
-        req = await parse(request, TeiEmbedRequest, self.settings.max_body_bytes)
+        body = TeiEmbedRequest if task == "embed" else TeiEmbedAllRequest
+        req = await parse(request, body, self.settings.max_body_bytes)
         texts = [req.inputs] if isinstance(req.inputs, str) else req.inputs
         truncate = self.settings.truncate if req.truncate is None else req.truncate
         truncate, chunk = long_input(req.long_input, truncate)
@@ -435,7 +437,8 @@ def build_api(registry: Registry) -> FastAPI:
     post("/v1/embeddings", "openai", handlers.openai_embeddings, OpenAIEmbeddingResponse,
          (*BODY_ERRORS, 401, 404, 429, 503, 504), OpenAIEmbeddingRequest)  # fmt: skip
     post("/embed", "tei", handlers.embed, TeiEmbedResponse, TEI_ERRORS, TeiEmbedRequest)
-    post("/embed_all", "tei", handlers.embed_all, TeiEmbedAllResponse, TEI_ERRORS, TeiEmbedRequest)
+    post("/embed_all", "tei", handlers.embed_all, TeiEmbedAllResponse, TEI_ERRORS,
+         TeiEmbedAllRequest)  # fmt: skip
     post("/tokenize", "tei", handlers.tokenize, TokenizeResponse,
          (*BODY_ERRORS, 401, 404, 429, 503), TokenizeRequest, deadline=False)  # fmt: skip
     post("/rerank", "tei", handlers.rerank, TeiRerankResponse, TEI_ERRORS, TeiRerankRequest)

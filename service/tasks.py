@@ -100,11 +100,10 @@ class TaskSpec:
     output: Output
     post: Callable[[list[np.ndarray], TaskRequest], Outputs]
     pairs: bool = False  # inputs are texts or (query, document) pairs; never token ids
-    pooled: bool = False  # one vector per input: may be chunked and compacted
 
 
 TASKS: dict[Task, TaskSpec] = {
-    "embed": TaskSpec("sentence_embedding", pooled, pooled=True),
+    "embed": TaskSpec("sentence_embedding", pooled),
     "embed_tokens": TaskSpec("token_embeddings", per_token),
     "rerank": TaskSpec("logits", relevance, pairs=True),
     "predict": TaskSpec("logits", label_scores, pairs=True),
@@ -159,7 +158,6 @@ class Pipeline:
         model, inputs = self.model, request.inputs
         check_dimensions(request.dimensions, model.dimension)
         check_count(len(inputs), model.max_inputs)
-        self.check_pooled_options(request)
         if self.spec.pairs:
             return await self.pre_pairs(request)
         prompt = model.prompt(request.prompt_name)
@@ -185,21 +183,6 @@ class Pipeline:
             reject_long(arrays, model.max_length)
             return arrays
         return cut(arrays, model.max_length, request.side)
-
-    def check_pooled_options(self, request: TaskRequest) -> None:
-        """``long_input: chunk`` and compact ``embedding_type`` shape pooled vectors only."""
-        if self.spec.pooled:
-            return
-        asked = "long_input chunk" if request.chunk else None
-        if request.embedding_type != "float":
-            asked = f"embedding_type {request.embedding_type}"
-        if asked is not None:
-            raise ApiError(
-                400, f"{asked} applies to pooled embeddings (/v1/embeddings, /embed), not to "
-                "per-token vectors",
-                "embedding_type" if request.embedding_type != "float" else "long_input",
-                "option_not_served",
-            )  # fmt: skip
 
     async def pre_pairs(self, request: TaskRequest) -> list[np.ndarray]:
         """Token ids of texts and (query, document) pairs, each in the tokenizer's template;

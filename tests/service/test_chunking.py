@@ -132,7 +132,8 @@ def test_truncate_and_error_modes(chunking: httpx.Client, tokenizer: Tokenizer) 
     ("route", "body", "status", "code"),
     [
         ("/v1/embeddings", {"input": "x", "long_input": "whole"}, 422, None),
-        ("/embed_all", {"inputs": "x", "long_input": "chunk"}, 400, None),
+        ("/embed_all", {"inputs": "x", "long_input": "chunk"}, 422, None),
+        ("/embed_all", {"inputs": "x", "embedding_type": "int8"}, 422, None),
     ],
 )  # fmt: skip
 def test_what_cannot_be_chunked_is_refused(

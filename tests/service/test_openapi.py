@@ -99,7 +99,7 @@ def test_post_routes_declare_their_request_model(document: dict[str, Any]) -> No
     expected = {
         "/v1/embeddings": "OpenAIEmbeddingRequest",
         "/embed": "TeiEmbedRequest",
-        "/embed_all": "TeiEmbedRequest",
+        "/embed_all": "TeiEmbedAllRequest",
         "/tokenize": "TokenizeRequest",
         "/rerank": "TeiRerankRequest",
         "/predict": "TeiPredictRequest",
