@@ -252,8 +252,6 @@ def export_model(options: ExportOptions) -> ExportResult:
         shutil.rmtree(work, ignore_errors=True)
 
     say(summary(output, manifest))
-    if "calibration" in extras:
-        say(f"{_calibration_text(extras['calibration'])}: ranges for embedding_type int8/uint8\n")
     return ExportResult(output, manifest)
 
 

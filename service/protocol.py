@@ -153,7 +153,7 @@ Direction = Annotated[
 
 
 class TeiEmbedRequest(BaseModel):
-    """``POST /embed`` and ``/embed_all``, as in text-embeddings-inference."""
+    """``POST /embed``, as in text-embeddings-inference (``/embed_all``: its narrower twin)."""
 
     model_config = ConfigDict(extra="ignore")
 

@@ -21,8 +21,6 @@ cache-less service's answer, and the cache-less service against itself in two ba
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
 import os
 import time
@@ -39,6 +37,7 @@ from service.settings import ServiceSettings
 from ..config import LoadConfig
 from ..driver import run
 from . import served
+from .served import exact_vectors
 
 log = logging.getLogger(__name__)
 
@@ -62,23 +61,6 @@ def zipf_queries(pair: int, rng: np.random.Generator) -> list[str]:
     weights = np.arange(1, DISTINCT + 1, dtype=np.float64) ** -ZIPF_S
     ranks = rng.choice(DISTINCT, size=DRAWS, p=weights / weights.sum())
     return [f"q{pair}: {sentences[int(k)]}" for k in ranks]
-
-
-def exact_vectors(url: str, texts: list[str], batch: int, **fields: object) -> np.ndarray:
-    """``(n, D)`` float32 vectors of ``texts`` sent ``batch`` at a time, in order, exact; other
-    body ``fields`` as given."""
-    rows: list[np.ndarray] = []
-    for start in range(0, len(texts), batch):
-        body = {"input": texts[start : start + batch], "encoding_format": "base64", **fields}
-        request = urllib.request.Request(
-            f"{url}/v1/embeddings",
-            data=json.dumps(body).encode(),
-            headers={"content-type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=120) as response:
-            data = json.loads(response.read())["data"]
-        rows += [np.frombuffer(base64.b64decode(d["embedding"]), dtype="<f4") for d in data]
-    return np.stack(rows)
 
 
 def cache_counts(url: str) -> tuple[float, float]:

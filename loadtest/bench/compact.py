@@ -21,12 +21,9 @@ start and ~60 requests (~1 min on 2 cores).
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
 import os
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -59,28 +56,9 @@ def held_out() -> list[str]:
     return corpus.corpus()[1::2]
 
 
-def post(url: str, body: dict[str, Any]) -> bytes:
-    request = urllib.request.Request(
-        f"{url}/v1/embeddings",
-        data=json.dumps(body).encode(),
-        headers={"content-type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=120) as response:
-        return bytes(response.read())
-
-
 def vectors(url: str, texts: list[str], kind: EmbeddingType) -> np.ndarray:
     """``texts`` in ``BATCH``-sized requests of ``kind``, exact (base64 bytes), in order."""
-    rows: list[np.ndarray] = []
-    for start in range(0, len(texts), BATCH):
-        body = {
-            "input": texts[start : start + BATCH],
-            "encoding_format": "base64",
-            "embedding_type": kind,
-        }
-        data = json.loads(post(url, body))["data"]
-        rows += [np.frombuffer(base64.b64decode(d["embedding"]), dtype=DTYPES[kind]) for d in data]
-    return np.stack(rows)
+    return served.exact_vectors(url, texts, BATCH, DTYPES[kind], embedding_type=kind)
 
 
 def sizes(url: str, texts: list[str]) -> list[dict[str, Any]]:
@@ -91,7 +69,7 @@ def sizes(url: str, texts: list[str]) -> list[dict[str, Any]]:
             body: dict[str, Any] = {"input": texts, "embedding_type": kind}
             if fmt == "base64":
                 body["encoding_format"] = "base64"
-            answer = post(url, body)
+            answer = served.post_embeddings(url, body)
             found.append(
                 {"type": kind, "format": fmt, "bytes_per_vector": len(answer) / len(texts)}
             )

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ import numpy as np
 from common import texts as corpus
 
 from . import served
-from .cache import exact_vectors
+from .served import exact_vectors
 
 KEY = "long"  # the name ``--only`` takes
 PER_DOCUMENT = 3
@@ -47,12 +46,8 @@ def recall_at_1(queries: np.ndarray, owners: np.ndarray, docs: np.ndarray) -> fl
 
 def tokens(url: str, texts: list[str], **fields: object) -> int:
     """The tokens the service counts (``usage``) for embedding ``texts``."""
-    body = json.dumps({"input": texts, **fields}).encode()
-    request = urllib.request.Request(
-        f"{url}/v1/embeddings", data=body, headers={"content-type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=300) as response:
-        return int(json.loads(response.read())["usage"]["prompt_tokens"])
+    answer = served.post_embeddings(url, {"input": texts, **fields})
+    return int(json.loads(answer)["usage"]["prompt_tokens"])
 
 
 def measure(artifact: Path, threads: int, scale: float, work: Path) -> dict[str, Any]:

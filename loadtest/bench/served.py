@@ -9,6 +9,7 @@ embedserve on this shared machine cannot leak into its metrics.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import os
@@ -192,19 +193,39 @@ def stub_server() -> Iterator[str]:
         proc.wait(timeout=30)
 
 
+def post_embeddings(url: str, body: dict[str, object]) -> bytes:
+    """The raw answer of ``POST /v1/embeddings`` with ``body``: the bench's one client call
+    outside the load generator (accuracy, sizes, usage), so every section reads it alike."""
+    request = urllib.request.Request(
+        f"{url}/v1/embeddings",
+        data=json.dumps(body).encode(),
+        headers={"content-type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=300) as response:
+        return bytes(response.read())
+
+
 def served_vectors(url: str, batches: list[list[str]]) -> np.ndarray:
     """Embeddings of the batches from ``/v1/embeddings``, concatenated in order."""
     out = []
     for batch in batches:
-        request = urllib.request.Request(
-            f"{url}/v1/embeddings",
-            data=json.dumps({"input": batch}).encode(),
-            headers={"content-type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=120) as response:
-            data = json.loads(response.read())
+        data = json.loads(post_embeddings(url, {"input": batch}))
         out.append(np.array([d["embedding"] for d in data["data"]], dtype=np.float32))
     return np.concatenate(out)
+
+
+def exact_vectors(
+    url: str, texts: list[str], batch: int, dtype: str = "<f4", **fields: object
+) -> np.ndarray:
+    """``(n, D)`` vectors of ``texts`` sent ``batch`` at a time, in order, exact (base64 bytes
+    of ``dtype``: little-endian float32, or int8/uint8 for a compact ``embedding_type``); other
+    body ``fields`` as given."""
+    rows: list[np.ndarray] = []
+    for start in range(0, len(texts), batch):
+        body = {"input": texts[start : start + batch], "encoding_format": "base64", **fields}
+        data = json.loads(post_embeddings(url, body))["data"]
+        rows += [np.frombuffer(base64.b64decode(d["embedding"]), dtype=dtype) for d in data]
+    return np.stack(rows)
 
 
 def server_info(url: str) -> dict | None:
