@@ -59,9 +59,10 @@ def uvicorn_serving(app: object) -> Iterator[str]:
 
 @pytest.fixture(scope="package")
 def service_url(minilm_artifact: Path) -> Iterator[str]:
-    """MiniLM on ONNX Runtime, one thread, cache off (vectors computed, never recalled)."""
+    """MiniLM on ONNX Runtime, two threads (the machine's cores), cache off (vectors
+    computed, never recalled)."""
     settings = ServiceSettings(
-        artifact=minilm_artifact, backend="onnxruntime", num_cpus=1, cache_mb=0
+        artifact=minilm_artifact, backend="onnxruntime", num_cpus=2, cache_mb=0
     )
     registry = Registry.from_settings(settings)
     try:
