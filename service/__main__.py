@@ -161,13 +161,16 @@ def default_cpu_budget(settings: ServiceSettings, cores: int) -> ServiceSettings
 
 
 def check_backend_plan(settings: ServiceSettings) -> list[str]:
-    """Refuse what a replica would refuse (backend × precision, streams, a missing or corrupt
-    file, two models served under one name) before Ray starts: seconds instead of a replica's
-    retries. Returns each model's served name, the default first."""
+    """Refuse what a replica would refuse (backend × precision, streams, a chunk overlap no
+    window holds, a missing or corrupt file, two models served under one name) before Ray
+    starts: seconds instead of a replica's retries. Returns each model's served name, the
+    default first."""
     from export.artifact import load_artifact
     from export.errors import ExportError
+    from models.tokenizer import Tokenizer
 
     from .backends import choose, resolve_streams
+    from .chunking import Chunker, Framing
 
     names: list[str] = []
     for entry in settings.served_models:
@@ -175,8 +178,11 @@ def check_backend_plan(settings: ServiceSettings) -> list[str]:
             artifact = load_artifact(entry.artifact)
         except ExportError as exc:
             sys.exit(f"error: {one_line(exc)}")
+        length, path = artifact.config.max_seq_length, artifact.tokenizer_path
+        chunker = Chunker(length, settings.chunk_overlap, settings.max_windows)
         try:
             resolve_streams(settings, choose(settings, artifact))
+            chunker.check(Framing.around(Tokenizer(path, length) if path else None))
         except ValueError as exc:
             refuse(one_line(exc))
         name = entry.name or artifact.config.model_name

@@ -21,11 +21,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from .errors import ApiError
+
+if TYPE_CHECKING:
+    from models.tokenizer import Tokenizer
 
 # What to do with an input over the model's window: cut it (the default, as every peer does),
 # refuse it with 413, or embed it whole in windows.
@@ -57,6 +60,14 @@ class Framing:
     @classmethod
     def bare(cls) -> Framing:
         return cls.of([], [], [])
+
+    @classmethod
+    def around(cls, tokenizer: Tokenizer | None) -> Framing:
+        """An unprompted text's frame: the tokenizer's special tokens; none without one."""
+        if tokenizer is None:
+            return cls.bare()
+        lead, trail = tokenizer.special_ids()
+        return cls.of(lead, [], trail)
 
     @property
     def most(self) -> Frame:
@@ -113,6 +124,17 @@ class Chunker:
         longer text is known to be too long without tokenizing all of it."""
         room, stride = self.room(frame)
         return frame.head + frame.tail + room + (self.max_windows - 1) * stride + 1
+
+    def check(self, framing: Framing) -> None:
+        """Refuse, at start-up, an overlap no window of this model can hold: every chunked
+        request would be refused. Prompts are checked per request (``room``): a model's one
+        long prompt should not keep the rest of it from serving."""
+        room = self.max_length - len(framing.lead) - len(framing.trail)
+        if room <= self.overlap:
+            raise ValueError(
+                f"chunk_overlap ({self.overlap}) must be below the {room} tokens of text a "
+                f"window of this model holds ({self.max_length} with its special tokens)"
+            )
 
     def room(self, frame: Frame) -> tuple[int, int]:
         """Text tokens per window, and how far each window starts after the one before."""

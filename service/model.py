@@ -144,6 +144,7 @@ class ServedModel:
         self.cache = VectorCache(cache_bytes, metrics.cache(self.name)) if cache_bytes > 0 else None
         self.chunker = Chunker(self.max_length, settings.chunk_overlap, settings.max_windows)
         self._frames: dict[str, Framing] = {}
+        self.chunker.check(Framing.around(self.tokenizer))
         self.compactor = Compactor.from_artifact(artifact)
 
     @property
@@ -189,11 +190,12 @@ class ServedModel:
         """The special tokens around an input and ``prompt``'s own ids (``service.chunking``);
         none for a model without a tokenizer (its clients' ids are windowed as they are)."""
         if prompt not in self._frames:
-            if self.tokenizer is None:
-                return Framing.bare()
-            lead, trail = self.tokenizer.special_ids()
-            ids = self.tokenizer.tokenize([prompt])[0] if prompt else [*lead, *trail]
-            self._frames[prompt] = Framing.of(lead, ids[len(lead) : len(ids) - len(trail)], trail)
+            framing = Framing.around(self.tokenizer)
+            if self.tokenizer is not None and prompt:
+                ids = self.tokenizer.tokenize([prompt])[0]
+                text = ids[len(framing.lead) : len(ids) - len(framing.trail)]
+                framing = Framing.of(framing.lead, text, framing.trail)
+            self._frames[prompt] = framing
         return self._frames[prompt]
 
     async def tokenize(self, texts: list[str], side: TruncationSide, limit: int) -> list[list[int]]:

@@ -195,3 +195,11 @@ def test_the_prompt_heads_every_window_only_where_the_input_starts_with_it() -> 
     with pytest.raises(ApiError) as error:
         Chunker(max_length=5, overlap=2, max_windows=4).room(Frame(3, 1))
     assert error.value.status == 400
+
+
+def test_an_overlap_no_window_holds_is_refused_at_start_up() -> None:
+    bert = Framing.of([101], [], [102])
+    Chunker(max_length=10, overlap=7, max_windows=4).check(bert)  # 8 tokens of text a window
+    with pytest.raises(ValueError, match=r"chunk_overlap \(8\) must be below the 8 tokens"):
+        Chunker(max_length=10, overlap=8, max_windows=4).check(bert)
+    Chunker(max_length=10, overlap=9, max_windows=4).check(Framing.bare())

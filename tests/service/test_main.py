@@ -250,6 +250,8 @@ def test_sigterm_stops_it_in_seconds(launched: Launched) -> None:
         (["--backend", "torch", "--precision", "bf16"], "torch supports"),
         # Issue 18: backend auto took OpenVINO, which died in the replica, after Ray started.
         (["--precision", "int8"], "needs an int8 variant, and"),
+        # MiniLM's windows hold 254 tokens of text besides [CLS] and [SEP].
+        (["--chunk-overlap", "254"], "chunk_overlap (254) must be below the 254 tokens"),
     ],
 )
 def test_a_plan_no_replica_could_run_is_refused_before_ray_starts(
