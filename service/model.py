@@ -194,7 +194,7 @@ class ServedModel:
             if self.tokenizer is not None and prompt:
                 ids = self.tokenizer.tokenize([prompt])[0]
                 text = ids[len(framing.lead) : len(ids) - len(framing.trail)]
-                framing = Framing.of(framing.lead, text, framing.trail)
+                framing = Framing(framing.lead, np.asarray(text, np.int64), framing.trail)
             self._frames[prompt] = framing
         return self._frames[prompt]
 
