@@ -29,6 +29,11 @@ SIDE_PORTS = (
     "RAY_SERVE_HAPROXY_METRICS_PORT",
     "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT",
 )
+# Ray puts why a replica is not up yet (the resources no node has, a slow constructor) in the
+# deployment's status only after a replica has waited this long (30 s by default), and then
+# every as long: a shorter startup timeout must still see the reason it gives up on.
+SLOW_STARTUP_ENVS = ("RAY_SERVE_SLOW_STARTUP_WARNING_S", "RAY_SERVE_SLOW_STARTUP_WARNING_PERIOD_S")
+SLOW_STARTUP_DEFAULT_S = 30
 
 
 def active_ingress(environ: Mapping[str, str] = os.environ) -> Ingress:
@@ -55,10 +60,13 @@ def ingress_timeout_s(settings: ServiceSettings) -> float | None:
 
 def ray_environment(settings: ServiceSettings, environ: Mapping[str, str]) -> dict[str, str]:
     """Variables to set before ``ray.init``. The ingress switch follows the setting; for the
-    tuning knobs, values already in ``environ`` win, so an operator can still override them.
-    With HAProxy, also writes the script Ray runs as HAProxy (``service.haproxy``) into a new
-    temporary folder, unless ``environ`` names a binary of its own."""
+    tuning knobs (the slow start-up report's delay among them), values already in ``environ``
+    win, so an operator can still override them. With HAProxy, also writes the script Ray runs
+    as HAProxy (``service.haproxy``) into a new temporary folder, unless ``environ`` names a
+    binary of its own."""
     env = {CALLBACK_ENV: CALLBACK}
+    slow_s = min(SLOW_STARTUP_DEFAULT_S, max(1, int(settings.startup_timeout_s / 3)))
+    env |= {name: str(slow_s) for name in SLOW_STARTUP_ENVS}
     ingress = settings.ingress
     if ingress == "haproxy":
         env |= {
