@@ -209,7 +209,7 @@ def test_a_short_soak_of_the_real_service(minilm_artifact: Path, tmp_path: Path)
     # answers, and a shared machine that slows down after the ramp must not turn into 429s.
     out, doc = tmp_path / "soak", tmp_path / "soak.md"
     cmd = [sys.executable, "-m", "loadtest.soak", "--artifact", str(minilm_artifact),
-           "--duration-s", "20", "--warmup-s", "4", "--window-s", "6", "--capacity-s", "3",
+           "--duration-s", "14", "--warmup-s", "2", "--window-s", "4", "--capacity-s", "3",
            "--load", "0.33", "--rss-every-s", "1",
            "--out", str(out), "--doc", str(doc)]  # fmt: skip
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)

@@ -237,7 +237,9 @@ def test_openvino_streams_running_at_once_keep_the_bar(
     precision: str, minilm_artifact: Path, minilm, corpus, reference: np.ndarray
 ) -> None:
     """What ``auto`` serves on two cores: two streams of one thread, called concurrently, and
-    the whole-machine stream a lone input runs on; all agree with each other and the bar."""
+    the whole-machine stream a lone input runs on; all agree with each other and the bar. On
+    every third text (sentences and passages): each backend's bar over the whole corpus is
+    test_min_cosine_to_fp32_pytorch_on_real_text's."""
     if reason := _skip_reason("openvino", precision):
         pytest.skip(reason)
     settings = ServiceSettings(
@@ -246,12 +248,12 @@ def test_openvino_streams_running_at_once_keep_the_bar(
     backends = create_backends(settings, load_artifact(minilm_artifact))
     streams, whole = backends.streams, backends.whole
     assert len(streams) == 2 and whole is not None
-    ids = minilm.tokenizer.tokenize(corpus)
+    ids = minilm.tokenizer.tokenize(corpus[::3])
     with ThreadPoolExecutor(2) as pool:
         both = list(pool.map(lambda b: _encode(b, ids), streams))
     alone = _encode(whole, ids)  # a lone input gets every thread
     for served in [*both, alone]:
-        assert cosine(served, reference).min() >= 0.9999
+        assert cosine(served, reference[::3]).min() >= 0.9999
         assert np.abs(served - both[0]).max() <= _tolerance(streams[0])
 
 

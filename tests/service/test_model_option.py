@@ -48,12 +48,14 @@ class Filled:
     manifest_mtime_ns: int
 
 
-@pytest.fixture(scope="module")
+# Session-wide: the ray-marked test below runs after the others (tests/conftest.py), and a
+# module's fixture would be built again for it.
+@pytest.fixture(scope="session")
 def folder() -> Path:
     return tiny_checkpoint_cached("bert")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def filled(folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Filled:
     """Two threads resolve the same model into an empty cache at the same time."""
     cache = tmp_path_factory.mktemp("cache")
