@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import random
 import socket
 import tempfile
 from collections.abc import Mapping
@@ -22,6 +23,12 @@ from .settings import Ingress, ServiceSettings
 
 HAPROXY_ENV = "RAY_SERVE_ENABLE_HA_PROXY"
 HAPROXY_TIMEOUT_ENV = "RAY_SERVE_HAPROXY_TIMEOUT_SERVER_S"  # whole seconds
+# Ports free_port picks from: above the usual fixed service ports, outside the ephemeral range
+# (/proc's, else Linux's default); how many random ones it tries before the kernel's choice.
+FIRST_PICKED_PORT = 20000
+EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+LINUX_EPHEMERAL = (32768, 60999)
+PICK_TRIES = 64
 # HAProxy's side ports (stats, metrics) and Ray's fallback proxy, which answers while no replica
 # is up; fixed defaults would make two instances on one machine fail to start.
 SIDE_PORTS = (
@@ -41,9 +48,31 @@ def active_ingress(environ: Mapping[str, str] = os.environ) -> Ingress:
     return "haproxy" if environ.get(HAPROXY_ENV) == "1" else "proxy"
 
 
+def ephemeral_ports(path: Path = EPHEMERAL_RANGE_FILE) -> range:
+    """The ports the kernel gives to every ``connect()`` and ``bind(port 0)`` on the machine."""
+    try:
+        low, high = map(int, path.read_text().split())
+    except (OSError, ValueError):
+        low, high = LINUX_EPHEMERAL
+    return range(low, high + 1)
+
+
 def free_port() -> int:
-    """A port free on 127.0.0.1 right now (another process may still take it before use)."""
-    with socket.socket() as s:
+    """A port free on 127.0.0.1 right now, picked at random outside the kernel's ephemeral
+    range. A port from that range (what ``bind(0)`` gives) was taken between the pick and the
+    bind: HAProxy binds the service's port only after Ray has started, and the hundreds of
+    sockets a Ray start opens, another service's included, draw from that range meanwhile.
+    Outside it, only another caller picking ports on purpose could take it."""
+    ephemeral = ephemeral_ports()
+    ports = [port for port in range(FIRST_PICKED_PORT, 65536) if port not in ephemeral]
+    for port in random.SystemRandom().sample(ports, min(PICK_TRIES, len(ports))):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # every try taken: the kernel's choice
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
