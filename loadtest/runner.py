@@ -88,7 +88,7 @@ def frozen_heap() -> Iterator[None]:
     """Keep the objects the process already holds out of the garbage collections of a phase.
 
     A full collection walks every object in the process and stops the event loop meanwhile: in
-    one that has loaded torch, Ray and a test suite that is 0.3-0.5 s here, which an open loop
+    one that has loaded torch, Ray and a test suite that was 0.6-0.7 s here, which an open loop
     records as a burst of late sends and a closed one as a latency spike that is the client's,
     not the server's. Frozen, a collection during the phase walks only what the phase allocated;
     the heap goes back to the oldest generation afterwards.
