@@ -144,7 +144,7 @@ class ServedModel:
         self.cache = VectorCache(cache_bytes, metrics.cache(self.name)) if cache_bytes > 0 else None
         self.chunker = Chunker(self.max_length, settings.chunk_overlap, settings.max_windows)
         self._frames: dict[str, Framing] = {}
-        self.chunker.check(Framing.around(self.tokenizer))
+        self.chunker.check(self.framing(""))  # the unprompted frame, kept for requests
         self.compactor = Compactor.from_artifact(artifact)
 
     @property
