@@ -74,11 +74,12 @@ def service_url(minilm_artifact: Path) -> Iterator[str]:
 
 class Proxy:
     """A real HTTP server that forwards each request to ``target`` unless ``policy`` answers
-    it; counts the statuses it answered."""
+    it; counts the statuses it answered and the most requests it held at once."""
 
     def __init__(self, target: str, policy: Policy) -> None:
         self.target, self.policy = target, policy
         self.requests = 0
+        self.in_flight = self.most_in_flight = 0
         self.authorizations: list[str | None] = []
         self.statuses: Counter[int] = Counter()
         self.port = free_port()
@@ -91,18 +92,27 @@ class Proxy:
 
     async def handle(self, request: web.Request) -> web.Response:
         self.requests += 1
-        self.authorizations.append(request.headers.get("authorization"))
-        answer = self.policy(self.requests)
-        if answer is None:
-            headers = {k: v for k, v in request.headers.items() if k.lower() in FORWARDED}
-            body = await request.read()
-            url = self.target + request.path_qs
-            async with self.session.post(url, data=body, headers=headers) as response:
-                answer = (response.status, {"content-type": response.content_type},
-                          await response.read())  # fmt: skip
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            answer = await self.answer(request)
+        finally:
+            self.in_flight -= 1
         status, headers, body = answer
         self.statuses[status] += 1
         return web.Response(status=status, headers=headers, body=body)
+
+    async def answer(self, request: web.Request) -> Answer:
+        self.authorizations.append(request.headers.get("authorization"))
+        answer = self.policy(self.requests)
+        if answer is not None:
+            return answer
+        headers = {k: v for k, v in request.headers.items() if k.lower() in FORWARDED}
+        body = await request.read()
+        async with self.session.post(
+            self.target + request.path_qs, data=body, headers=headers
+        ) as response:
+            return response.status, {"content-type": response.content_type}, await response.read()
 
     async def _start(self) -> None:
         self.session = aiohttp.ClientSession()

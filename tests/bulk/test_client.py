@@ -19,6 +19,7 @@ from bulk.config import RetryPolicy
 from .conftest import Answer, Proxy, bulk, numbered_texts, write_lines
 
 THROTTLED = 640  # 10 batches of 64: the one-shot file's first lines
+CONCURRENCY = 3  # below the client's default 4, so the bound seen is the one given
 JSON = {"content-type": "application/json"}
 
 
@@ -37,15 +38,17 @@ def throttle(n: int) -> Answer | None:
 def test_429s_and_503s_are_waited_out(
     service_url: str, tmp_path: Path, one_shot: np.ndarray
 ) -> None:
-    """Four requests in flight through a proxy that refuses a third of them: the run finishes,
+    """Three requests in flight through a proxy that refuses a third of them: the run finishes,
     every row within 1e-5 of the one-shot run's (one batch at a time, no proxy; the server
     gathers concurrent requests into its batches, which moves last bits only)."""
     texts = numbered_texts(THROTTLED)
     source = write_lines(tmp_path / "texts.txt", texts)
     with Proxy(service_url, throttle) as proxy:
-        done = bulk(source, "--output", tmp_path / "throttled.npy", "--url", proxy.url)
+        args = ("--url", proxy.url, "--concurrency", CONCURRENCY)
+        done = bulk(source, "--output", tmp_path / "throttled.npy", *args)
     assert done.returncode == 0, done.stderr
     assert proxy.statuses[429] >= THROTTLED // 64 // 3 and proxy.statuses[503] == 1
+    assert 2 <= proxy.most_in_flight <= CONCURRENCY  # bounded, and more than one at a time
     assert "429×" in done.stderr and "503×1" in done.stderr
     throttled = np.load(tmp_path / "throttled.npy")
     assert throttled.shape == (THROTTLED, 384)

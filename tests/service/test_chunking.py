@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from pathlib import Path
+from typing import cast
 
 import httpx
 import numpy as np
@@ -16,13 +18,19 @@ from common import texts
 from common.arrays import normalize_rows
 from export.artifact import load_artifact
 from models import Tokenizer
+from service.backends import Backend
+from service.backends.base import Output
 from service.chunking import Chunker, Frame, Framing
+from service.engine import Registry
 from service.errors import ApiError
+from service.settings import ServiceSettings
+from service.tasks import TaskRequest
 from tests.service.conftest import ClientFactory
 
 OVERLAP = 32  # the setting's default, given here so the hand-made windows follow the test
 MAX_WINDOWS = 12
 MAX_BATCH = 4  # inputs per micro-batch: a long text's windows must spread over several
+Rows = set[tuple[int, ...]]  # a backend call's inputs, each its unpadded token ids
 
 
 @pytest.fixture(scope="module")
@@ -44,11 +52,13 @@ def tokenizer(minilm_artifact: Path) -> Tokenizer:
     return Tokenizer(artifact.tokenizer_path, artifact.config.max_seq_length)
 
 
-def long_text(tokens: int, tokenizer: Tokenizer) -> str:
-    """Real passages joined until the text holds at least ``tokens`` tokens."""
+def long_text(tokens: int, tokenizer: Tokenizer, first: int = 0) -> str:
+    """Real passages, from the ``first``, joined until the text holds at least ``tokens``
+    tokens."""
+    passages = texts.passages()
     parts: list[str] = []
     while len(tokenizer.tokenize([" ".join(parts)], truncate=False)[0]) < tokens:
-        parts.append(texts.passages()[len(parts) % len(texts.passages())])
+        parts.append(passages[(first + len(parts)) % len(passages)])
     return " ".join(parts)
 
 
@@ -108,6 +118,68 @@ def test_a_2000_token_text_equals_its_windows_pooled_by_hand(
     assert np.abs(np.asarray(raw.json()[0]) - expected).max() <= 1e-5
 
 
+class Recorded:
+    """A stream's real backend, noting the inputs (their unpadded ids) of every call."""
+
+    def __init__(self, backend: Backend, worker: str, calls: list[tuple[str, Rows]]):
+        self.backend, self.worker, self.calls = backend, worker, calls
+        self.name, self.precision = backend.name, backend.precision
+
+    def run_output(self, output: Output, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        rows = {tuple(row[m == 1]) for row, m in zip(ids, mask, strict=True)}
+        self.calls.append((self.worker, rows))
+        return self.backend.run_output(output, ids, mask)
+
+    def run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        return self.run_output("sentence_embedding", ids, mask)
+
+    def describe(self) -> dict[str, object]:
+        return self.backend.describe()
+
+
+def test_windows_share_micro_batches_with_other_requests_on_both_streams(
+    tokenizer: Tokenizer, minilm_artifact: Path
+) -> None:
+    """A two-stream OpenVINO replica: a request of two 256-token inputs waits for company;
+    a chunked 2,000-token text arrives; its windows join the first request's micro-batch and
+    fill the other stream's, and the pooled vector is still its windows' by hand. Both are
+    sent as token ids, so neither waits for the tokenizer: they reach the batcher in this
+    order within the same turn of the event loop, whatever the machine's load."""
+    settings = ServiceSettings(
+        artifact=minilm_artifact, backend="openvino", precision="fp32", num_cpus=2,
+        cache_mb=0, chunk_overlap=OVERLAP, max_windows=MAX_WINDOWS,
+        batching={"max_batch_size": MAX_BATCH, "batch_wait_timeout_s": 1.0},
+    )  # fmt: skip
+    text = long_text(2000, tokenizer)
+    others = tokenizer.tokenize([long_text(300, tokenizer, first) for first in (7, 11)])
+    registry = Registry.from_settings(settings)
+    calls: list[tuple[str, Rows]] = []
+    try:
+        model = registry.model(None)
+        assert len(model.batcher.workers) == 2
+        for worker in model.batcher.workers:
+            worker.backend = Recorded(worker.backend, worker.name, calls)
+        pipeline = registry.lookup(None, "embed")
+        whole = tokenizer.tokenize([text], truncate=False)
+
+        async def together() -> np.ndarray:
+            waiting = pipeline(TaskRequest(others, truncate=True))  # not a full batch: waits
+            chunked = pipeline(TaskRequest(whole, truncate=True, chunk=True))
+            answers = await asyncio.gather(waiting, chunked)
+            return cast("np.ndarray", answers[1].outputs)
+
+        got = asyncio.run(together())
+    finally:
+        registry.close()
+    expected, windows = by_hand(text, tokenizer, minilm_artifact)
+    assert np.abs(got[0] - normalize_rows(expected[None])[0]).max() <= 1e-5
+    theirs = {tuple(ids) for ids in others}
+    assert sum(len(rows & theirs) for _, rows in calls) == len(others)  # each ran once
+    assert sum(len(rows - theirs) for _, rows in calls) == len(windows)
+    assert any(rows & theirs and rows - theirs for _, rows in calls)  # a shared micro-batch
+    assert {worker for worker, rows in calls if rows - theirs} == {"0", "1"}
+
+
 def test_a_text_within_the_window_is_embedded_as_truncation_would(chunking: httpx.Client) -> None:
     sentence = texts.sentences()[3]
     answers = [
@@ -122,7 +194,9 @@ def test_truncate_and_error_modes(chunking: httpx.Client, tokenizer: Tokenizer) 
     cut = chunking.post("/v1/embeddings", json={"input": text, "long_input": "truncate"})
     assert cut.status_code == 200 and cut.json()["usage"]["prompt_tokens"] == 256
     refused = chunking.post("/v1/embeddings", json={"input": text, "long_input": "error"})
-    assert refused.status_code == 413 and "tokens" in refused.json()["error"]["message"]
+    count = len(tokenizer.tokenize([text], truncate=False)[0])
+    assert refused.status_code == 413
+    assert f"input[0] has {count} tokens" in refused.json()["error"]["message"]
     # Given, long_input decides over TEI's truncate.
     tei = chunking.post("/embed", json={"inputs": text, "truncate": True, "long_input": "error"})
     assert tei.status_code == 413 and tei.json()["error_type"] == "Validation"
@@ -166,6 +240,8 @@ def test_more_windows_than_a_request_may_have_is_413(
     answer = chunking.post("/v1/embeddings", json={"input": text, "long_input": "chunk"})
     assert answer.status_code == 413
     assert answer.json()["error"]["code"] == "too_many_windows"
+    tei = chunking.post("/embed", json={"inputs": text, "long_input": "chunk"})
+    assert tei.status_code == 413 and tei.json()["error_type"] == "Validation"
     # Several inputs count together: 12 one-window inputs fit, 13 do not.
     many = {"input": ["one window"] * (MAX_WINDOWS + 1), "long_input": "chunk"}
     assert chunking.post("/v1/embeddings", json=many).status_code == 413
