@@ -72,6 +72,9 @@ class AutoscalingSettings(BaseModel):
     )
     upscale_delay_s: float = Field(10.0, ge=0)
     downscale_delay_s: float = Field(60.0, ge=0)
+    look_back_period_s: float = Field(
+        30.0, gt=0, description="seconds of in-flight counts averaged per decision (Ray's 30)"
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> AutoscalingSettings:

@@ -30,13 +30,18 @@ RAY_FIXTURE = "serve_url"
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark ``ray`` what needs the Ray instance (its fixture is in the test's closure) and the
     multi-node scenarios, which start clusters of their own; and run them last, each in its
-    module's order. Once started, the session's instance stays up to the end, and its idle
-    control plane and replicas (about 6% of this machine's two cores) slowed every test after
-    the first that used it."""
+    module's order: first those that start a Ray of their own (``python -m service``, the
+    clusters), then those on the session's instance. Once started, that instance stays up to
+    the end, and its idle control plane and replicas (about 6% of this machine's two cores)
+    slowed every test after the first that used it, the other Ray starts among them."""
     for item in items:
-        if RAY_FIXTURE in getattr(item, "fixturenames", ()) or item.get_closest_marker("multinode"):
+        if session_ray(item) or item.get_closest_marker("multinode"):
             item.add_marker(pytest.mark.ray)
-    items.sort(key=lambda item: item.get_closest_marker("ray") is not None)
+    items.sort(key=lambda item: (item.get_closest_marker("ray") is not None, session_ray(item)))
+
+
+def session_ray(item: pytest.Item) -> bool:
+    return RAY_FIXTURE in getattr(item, "fixturenames", ())
 
 
 @pytest.fixture(scope="session")
@@ -105,6 +110,12 @@ def classifier_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _export_tiny_classifier("xlm-roberta", 3, out)
 
 
+AUTOSCALING_PUSH_ENVS = (
+    "RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S",
+    "RAY_SERVE_HANDLE_AUTOSCALING_METRIC_PUSH_INTERVAL_S",
+)
+
+
 @pytest.fixture(scope="session")
 def serve_url() -> Iterator[str]:
     import ray
@@ -113,6 +124,10 @@ def serve_url() -> Iterator[str]:
     from service.proxy import CALLBACK, CALLBACK_ENV
 
     os.environ.setdefault(CALLBACK_ENV, CALLBACK)  # as python -m service and the manifests do
+    # In-flight counts reach the autoscaler every 0.5 s, not 10: test_autoscaling's decisions
+    # then follow its short look-back period instead of Ray's push interval.
+    for name in AUTOSCALING_PUSH_ENVS:
+        os.environ.setdefault(name, "0.5")
     # Four logical CPUs on a 2-core machine: enough for the 2-replica tests to be scheduled.
     ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
     port = free_port()

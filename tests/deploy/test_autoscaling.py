@@ -19,6 +19,9 @@ SCALING = {
     "target_ongoing_requests": 2,
     "upscale_delay_s": 1,
     "downscale_delay_s": 5,
+    # Ray's 30 s held 2 replicas for 30 s after the load; below 10 s (its metrics_interval_s)
+    # Ray warns that a later release will refuse it.
+    "look_back_period_s": 11,
 }
 CLIENTS = 8  # in flight at once: 4x the target per replica, so one replica is never enough
 
