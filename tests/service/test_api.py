@@ -22,21 +22,25 @@ def atol(client: httpx.Client) -> float:
 LONG = " ".join(["The committee reviewed every clause of the agreement before the vote."] * 40)
 
 
-def test_openai_route_matches_pytorch_on_real_text(client: httpx.Client, minilm, corpus) -> None:
+def test_openai_route_matches_pytorch_on_real_text(
+    client: httpx.Client, corpus, reference_vectors: np.ndarray
+) -> None:
     texts = corpus[:360]
     served = np.concatenate([embed(client, texts[i : i + 37]) for i in range(0, len(texts), 37)])
-    reference = minilm.encode(texts)
+    reference = reference_vectors[:360]
     assert served.shape == reference.shape == (len(texts), 384)
     assert cosine(served, reference).min() >= 0.9999
     np.testing.assert_allclose(np.linalg.norm(served, axis=1), 1.0, atol=1e-5)
 
 
-def test_tei_route_matches_pytorch(client: httpx.Client, minilm, corpus) -> None:
+def test_tei_route_matches_pytorch(
+    client: httpx.Client, corpus, reference_vectors: np.ndarray
+) -> None:
     texts = corpus[-45:]  # the long passages
     response = client.post("/embed", json={"inputs": texts})
     assert response.status_code == 200, response.text
     served = np.array(response.json(), dtype=np.float32)
-    assert cosine(served, minilm.encode(texts)).min() >= 0.9999
+    assert cosine(served, reference_vectors[-45:]).min() >= 0.9999
 
 
 def test_every_input_shape(client: httpx.Client, minilm, atol: float) -> None:
