@@ -22,10 +22,15 @@ DEFAULT_ARTIFACT = Path("artifacts/all-MiniLM-L6-v2")
 DEFAULT_ARTIFACT_CACHE = Path("artifacts/cache")
 
 
+# Unknown keys are mistakes; values are fixed once read; no infinite or NaN number means
+# anything here (an infinite delay or timeout would only ever wait).
+SETTINGS_MODEL = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
 class BatchingConfig(BaseModel):
     """Dynamic batching limits, changeable at runtime."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = SETTINGS_MODEL
 
     max_batch_size: int = Field(64, ge=1, le=4096, description="inputs per gathered batch")
     max_batch_tokens: int = Field(
@@ -63,7 +68,7 @@ class BatchingConfig(BaseModel):
 class AutoscalingSettings(BaseModel):
     """Ray Serve autoscaling of the replicas; replaces ``num_replicas`` when set."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = SETTINGS_MODEL
 
     min_replicas: int = Field(1, ge=0)
     max_replicas: int = Field(4, ge=1)
@@ -86,7 +91,7 @@ class AutoscalingSettings(BaseModel):
 class ModelEntry(BaseModel):
     """One model of a service that serves several (``ServiceSettings.models``)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = SETTINGS_MODEL
 
     artifact: Path
     name: str | None = Field(
@@ -97,7 +102,7 @@ class ModelEntry(BaseModel):
 class ServiceSettings(BaseModel):
     """Everything a replica and the launcher need. Also the args model of ``build_app``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = SETTINGS_MODEL
 
     artifact: Path = DEFAULT_ARTIFACT
     models: list[ModelEntry] = Field(

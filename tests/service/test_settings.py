@@ -50,6 +50,10 @@ def test_api_keys_from_env_are_secret() -> None:
         {"colour": "blue"},
         {"batching": {"max_batch_size": 0}},
         {"cache_mb": -1},
+        {"startup_timeout_s": float("inf")},
+        {"batching": {"max_queue_wait_s": float("nan")}},
+        {"autoscaling": {"look_back_period_s": float("inf")}},
+        {"autoscaling": {"look_back_period_s": 0}},
     ],
 )
 def test_invalid_settings_are_rejected(bad: dict) -> None:
