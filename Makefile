@@ -31,7 +31,7 @@ serve: $(STAMP)
 	$(PY) -m service
 
 test: $(STAMP)
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -m "not slow" --durations=15
 
 # Offline and served benchmarks on the same texts, quality of service under load, then
 # all-mpnet-base-v2 beside MiniLM, a reranker and two models in one service, then int8, the

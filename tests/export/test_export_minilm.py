@@ -36,11 +36,11 @@ def test_matches_sentence_transformers_on_real_text(
     minilm_artifact: Path, reference_vectors: np.ndarray, corpus: list[str]
 ) -> None:
     assert len(corpus) >= 300 and len(passages()) > 0
-    expected = reference_vectors
-    for batch_size in (17, 45):
-        served = ort_embeddings(minilm_artifact, corpus, batch_size)
-        cosine = (served * expected.astype(np.float64)).sum(axis=1)
-        assert cosine.min() >= 0.99999, (batch_size, cosine.min())
+    # In-order batches of 17 put short sentences beside long passages (padding in every batch);
+    # that a vector does not depend on its company is test_backends' batch-invariance test.
+    served = ort_embeddings(minilm_artifact, corpus, batch_size=17)
+    cosine = (served * reference_vectors.astype(np.float64)).sum(axis=1)
+    assert cosine.min() >= 0.99999, cosine.min()
 
 
 def test_minilm_artifact_records_its_graph_and_config(minilm_artifact: Path) -> None:

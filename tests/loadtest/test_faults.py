@@ -1,12 +1,14 @@
-"""The reliability harness (``loadtest.faults``): a replica killed (``kill -9``, both ingresses)
-and wedged (``kill -STOP``) under load, for real, judged on every request; and the judging and
-the report writer on their own, fast.
+"""The reliability harness (``loadtest.faults``): a replica killed (``kill -9``) and then wedged
+(``kill -STOP``) under load, for real, judged on every request; and the judging and the report
+writer on their own, fast.
 
-Two real ``python -m service`` servers with the service's defaults, started side by side (a
-start is over a minute here): behind HAProxy, and behind Ray's Python proxy, where the wedge runs
-after the kill (a wedged replica is only replaced after its health checks time out). Bounds are
-the harness's own and generous: a request slower than ``HANG_S`` (60 s) hung; not healthy again
-within the scenario's bound (60 s killed, 90 s wedged) is not recovered.
+One real ``python -m service`` server with the service's defaults (HAProxy in front; a start is
+over half a minute here): the kill, then the wedge (a wedged replica is only replaced after its
+health checks time out). Behind Ray's Python proxy, a replica killed mid-request and a silent
+one are tests/service/test_errors.py's, on the session's Ray instance, and the harness kills
+one under load there too (``crash-proxy``, ``make reliability``). Bounds are the harness's own
+and generous: a request slower than ``HANG_S`` (60 s) hung; not healthy again within the
+scenario's bound (60 s killed, 90 s wedged) is not recovered.
 """
 
 from __future__ import annotations
@@ -15,8 +17,6 @@ import asyncio
 import json
 import signal
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -32,51 +32,25 @@ from loadtest.faults.records import (
 from loadtest.faults.report import Outcome, from_records, load, merge, render, results_path, write
 from loadtest.faults.target import ServerSpec, Target, started
 
-pytestmark = pytest.mark.ray  # servers of its own, started as `python -m service`
-
-SERVERS = {
-    "haproxy": ServerSpec("haproxy"),
-    "proxy": ServerSpec("proxy"),
-}
+pytestmark = pytest.mark.ray  # a server of its own, started as `python -m service`
 
 
 @pytest.fixture(scope="module")
-def servers(
-    minilm_artifact: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[str, Target]]:
-    """Both servers, started concurrently; each stopped at the end of the module."""
-    logs = tmp_path_factory.mktemp("faults")
-    managers = {k: started(spec, minilm_artifact, logs) for k, spec in SERVERS.items()}
-    with ExitStack() as stack, ThreadPoolExecutor(len(managers)) as pool:
-        futures = {k: pool.submit(m.__enter__) for k, m in managers.items()}
-        targets, errors = {}, []
-        for key, future in futures.items():
-            try:
-                targets[key] = future.result()
-            except Exception as exc:  # stop the one that did start before failing
-                errors.append(exc)
-            else:
-                stack.push(managers[key].__exit__)
-        if errors:
-            raise errors[0]
-        yield targets
+def server(minilm_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
+    with started(ServerSpec("haproxy"), minilm_artifact, tmp_path_factory.mktemp("faults")) as t:
+        yield t
 
 
 @pytest.fixture(scope="module")
-def killed(servers: dict[str, Target]) -> dict[str, replica.Run]:
-    """``kill -9`` of the replica under W2 load, once per ingress."""
-    return {
-        ingress: asyncio.run(replica.fault(target, signal.SIGKILL, replica.RECOVERY_BOUND_S))
-        for ingress, target in servers.items()
-    }
+def killed(server: Target) -> replica.Run:
+    """``kill -9`` of the replica under W2 load."""
+    return asyncio.run(replica.fault(server, signal.SIGKILL, replica.RECOVERY_BOUND_S))
 
 
 @pytest.fixture(scope="module")
-def wedged(servers: dict[str, Target], killed: dict[str, replica.Run]) -> replica.Run:
-    """``kill -STOP`` of the proxy server's replica (after its kill) under W2 load."""
-    return asyncio.run(
-        replica.fault(servers["proxy"], signal.SIGSTOP, replica.WEDGE_RECOVERY_BOUND_S)
-    )
+def wedged(server: Target, killed: replica.Run) -> replica.Run:
+    """``kill -STOP`` of the replica that replaced the killed one, under W2 load."""
+    return asyncio.run(replica.fault(server, signal.SIGSTOP, replica.WEDGE_RECOVERY_BOUND_S))
 
 
 def assert_recovered(run: replica.Run, bound_s: float) -> None:
@@ -99,27 +73,20 @@ def assert_failures_are_json_5xx(run: replica.Run) -> None:
     assert not bad, json.dumps([{"problem": p, **r.__dict__} for r, p in bad[:3]], indent=1)
 
 
-@pytest.mark.parametrize("ingress", SERVERS)
-def test_a_killed_replica_is_replaced(killed: dict[str, replica.Run], ingress: str) -> None:
-    assert_recovered(killed[ingress], replica.RECOVERY_BOUND_S)
+def test_a_killed_replica_is_replaced(killed: replica.Run) -> None:
+    assert_recovered(killed, replica.RECOVERY_BOUND_S)
 
 
-@pytest.mark.parametrize("ingress", SERVERS)
-def test_no_request_hangs_when_a_replica_is_killed(
-    killed: dict[str, replica.Run], ingress: str
-) -> None:
-    assert_no_hang(killed[ingress])
+def test_no_request_hangs_when_a_replica_is_killed(killed: replica.Run) -> None:
+    assert_no_hang(killed)
 
 
-@pytest.mark.parametrize("ingress", SERVERS)
-def test_every_failure_of_a_killed_replica_is_a_json_5xx(
-    killed: dict[str, replica.Run], ingress: str
-) -> None:
-    # HAProxy: Ray's own error file answers a plain-text `500 Internal Server Error` when a
-    # replica dies mid-request; service/haproxy.py replaces it with a JSON 503. A request that
-    # arrived on a reused connection as the replica died may instead see the connection closed
-    # unanswered, HAProxy's deliberate "send it again" (records.CLOSED_UNANSWERED).
-    assert_failures_are_json_5xx(killed[ingress])
+def test_every_failure_of_a_killed_replica_is_a_json_5xx(killed: replica.Run) -> None:
+    # Ray's own error file answers a plain-text `500 Internal Server Error` when a replica dies
+    # mid-request behind HAProxy; service/haproxy.py replaces it with a JSON 503. A request
+    # that arrived on a reused connection as the replica died may instead see the connection
+    # closed unanswered, HAProxy's deliberate "send it again" (records.CLOSED_UNANSWERED).
+    assert_failures_are_json_5xx(killed)
 
 
 def test_a_wedged_replica_is_replaced(wedged: replica.Run) -> None:
