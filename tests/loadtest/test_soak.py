@@ -1,5 +1,5 @@
 """The soak: its verdicts on synthetic records (no server), its report, and one short soak of a
-real ``python -m service`` through the command line.
+real ``python -m service`` through the command line (marked slow: ``pytest -m slow``).
 
 The real run asserts on structure and on correctness (every kind sent, every bad request got
 its own 4xx, no unexpected error), never on how fast this shared machine is: its RSS and p99
@@ -204,6 +204,9 @@ def test_report_says_what_failed(tmp_path: Path) -> None:
         assert line in text, line
 
 
+# A benchmark scenario (a launcher start, a capacity ramp, 14 s of traffic: ~50 s of the
+# suite's 20 minutes on 2 cores): run with -m slow, as make soak runs the real one.
+@pytest.mark.slow
 def test_a_short_soak_of_the_real_service(minilm_artifact: Path, tmp_path: Path) -> None:
     # A third of the measured capacity, not 70%: this checks the harness and the service's
     # answers, and a shared machine that slows down after the ramp must not turn into 429s.
