@@ -290,7 +290,13 @@ def run(artifact: Path, workdir: Path) -> dict[str, Any]:
         mark("load_stopped")
 
         node_of_pid = {r["pid"]: r["node_id"] for r in after}
-        pids = pids_answering(url)
+        # The proxy learns of the rescheduled replica after the controller marks it RUNNING
+        # (a long poll): 40 requests at once could all still reach the survivor.
+        pids = wait_for(
+            "both replicas to answer through the proxy",
+            lambda: (found := pids_answering(url)) >= set(node_of_pid) and found,
+            60,
+        )
         result.update(
             victim_node_id=victim_node,
             removed_at_s=round(removed_at, 2),
