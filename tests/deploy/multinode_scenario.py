@@ -291,7 +291,7 @@ def run(artifact: Path, workdir: Path) -> dict[str, Any]:
 
         node_of_pid = {r["pid"]: r["node_id"] for r in after}
         # The proxy learns of the rescheduled replica after the controller marks it RUNNING
-        # (a long poll): 40 requests at once could all still reach the survivor.
+        # (a long poll): 40 requests in a row just after could all still reach the survivor.
         pids = wait_for(
             "both replicas to answer through the proxy",
             lambda: (found := pids_answering(url)) >= set(node_of_pid) and found,
